@@ -1,0 +1,25 @@
+"""The ``specialize`` command line: parses arguments and delegates; no logic lives here.
+
+Each command group is its own module and imports heavy libraries (torch, megatron, beam) inside
+its commands, so ``specialize --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from specialize.cli import corpus
+
+app = typer.Typer(
+    name="specialize",
+    help="Turn a base Qwen checkpoint into a code or math specialist.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(corpus.app, name="corpus")
+# Command groups register below, one line each.
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Corpus building blocks that run without Beam: reading, normalising, shard format, manifest."""
