@@ -1,0 +1,1 @@
+"""Continual pretraining (and the runtime SFT reuses): config, data, loop, checkpoints, logging."""
