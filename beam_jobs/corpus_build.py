@@ -1,0 +1,238 @@
+"""The corpus build, top to bottom: read -> normalise -> [quality] -> tokenize -> write shards.
+
+    files --ReadSources--> documents --(quality stages)--> documents --Tokenize--> rows
+          --AssignShards/GroupByKey--> WriteShards --> shard-XXXXX-of-YYYYY.arrow + _stats/
+    every stage's rejections --ReportRejections--> _stats/rejections.json (+ samples)
+
+The launcher (``run_build``) lists the input files first (so the shard count and order are fixed
+before any worker starts), runs the pipeline, then assembles ``manifest.json`` from ``_stats/``.
+Every element-wise step is a pure function of its input and every output name is deterministic, so
+bundles that a runner retries rewrite identical files: no duplicated or lost shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import apache_beam as beam
+
+from beam_jobs.runner import create_pipeline
+from beam_jobs.stages import DocumentStage, ReportRejections
+from specialize.corpus import outputs
+from specialize.corpus.document import Document, Rejection
+from specialize.corpus.manifest import STATS_DIR, assemble_manifest
+from specialize.corpus.profile import DomainProfile, load_profile
+from specialize.corpus.shards import rows_to_table, sha256_of, shard_name, table_to_ipc_bytes
+from specialize.corpus.sources import InputFile, StrictModeError, discover_inputs, read_input_file
+from specialize.tokenization import TokenizerSpec
+
+DEFAULT_SHARD_TEXT_BYTES = 256 << 20  # ~256 MB of text per shard (about as many bytes of uint32 tokens)
+
+
+@dataclass
+class BuildSettings:
+    domain: str
+    inputs: list[str]
+    output: str
+    tokenizer: str | None = None  # file or checkpoint dir; None = embedded tiny vocabulary
+    seq_length: int = 2048
+    profile: str | None = None  # custom profile YAML
+    num_shards: int | None = None  # default: from input size / shard_text_bytes
+    shard_text_bytes: int = DEFAULT_SHARD_TEXT_BYTES
+    strict: bool = False
+    runner: str = "direct"
+    workers: int = 1
+    remote_settings: dict = field(default_factory=dict)
+    samples_per_reason: int = 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+
+
+class ReadSources(beam.PTransform):
+    """Input files -> (documents, rejections). Decoding and normalisation happen here, per file."""
+
+    def __init__(self, profile: DomainProfile, domain: str, strict: bool):
+        super().__init__()
+        self._profile, self._domain, self._strict = profile, domain, strict
+
+    def expand(self, files):
+        profile, domain, strict = self._profile, self._domain, self._strict
+
+        def read(item: InputFile):
+            for result in read_input_file(item, profile, domain):
+                if strict and isinstance(result, Rejection):
+                    raise StrictModeError(f"{result.source}: {result.reason}: {result.detail} (--strict)")
+                yield result
+
+        return files | "ReadFiles" >> DocumentStage(read, label="ReadFiles")
+
+
+class _TokenizeFn(beam.DoFn):
+    def __init__(self, spec: TokenizerSpec, num_shards: int):
+        self._spec, self._num_shards = spec, num_shards
+        self._tokenizer = None
+
+    def setup(self):
+        self._tokenizer = self._spec.load()
+
+    def process(self, document: Document):
+        tokens = self._tokenizer.encode_document(document.text)
+        row = {
+            "tokens": tokens,
+            "source": document.source,
+            "domain": document.domain,
+            "language": document.language,
+            "num_bytes": document.num_bytes,
+            "quality": document.meta.get("quality"),
+        }
+        yield shard_of(document.source, self._num_shards), row
+
+
+def shard_of(source: str, num_shards: int) -> int:
+    """Deterministic shard index of a document (stable across runs, machines and Python versions)."""
+    return int.from_bytes(hashlib.blake2b(source.encode("utf-8"), digest_size=8).digest(), "little") % num_shards
+
+
+class Tokenize(beam.PTransform):
+    """Documents -> (shard index, row) with ``<|endoftext|>`` after each document, no specials from text."""
+
+    def __init__(self, spec: TokenizerSpec, num_shards: int):
+        super().__init__()
+        self._spec, self._num_shards = spec, num_shards
+
+    def expand(self, documents):
+        return documents | beam.ParDo(_TokenizeFn(self._spec, self._num_shards))
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, output_dir: str, num_shards: int):
+        self._output_dir, self._num_shards = output_dir, num_shards
+
+    def process(self, keyed_rows):
+        index, rows = keyed_rows
+        rows = sorted(rows, key=lambda r: r["source"])
+        name = shard_name(index, self._num_shards)
+        data = table_to_ipc_bytes(rows_to_table(rows))
+        outputs.write_atomic(outputs.join(self._output_dir, name), data)
+        languages: dict[str, dict[str, int]] = {}
+        for row in rows:
+            entry = languages.setdefault(row["language"], {"documents": 0, "tokens": 0, "text_bytes": 0})
+            entry["documents"] += 1
+            entry["tokens"] += len(row["tokens"])
+            entry["text_bytes"] += row["num_bytes"]
+        stats = {
+            "path": name,
+            "rows": len(rows),
+            "tokens": sum(len(r["tokens"]) for r in rows),
+            "text_bytes": sum(r["num_bytes"] for r in rows),
+            "file_bytes": len(data),
+            "sha256": sha256_of(data),
+            "languages": languages,
+        }
+        stats_name = name.replace(".arrow", ".json")
+        outputs.write_atomic(outputs.join(self._output_dir, STATS_DIR, stats_name), json.dumps(stats).encode())
+        yield stats
+
+
+class WriteShards(beam.PTransform):
+    """(shard index, row) -> Arrow IPC shards written atomically, plus one stats file per shard."""
+
+    def __init__(self, output_dir: str, num_shards: int):
+        super().__init__()
+        self._output_dir, self._num_shards = output_dir, num_shards
+
+    def expand(self, keyed_rows):
+        return (
+            keyed_rows
+            | "GroupByShard" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteShardFn(self._output_dir, self._num_shards))
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    settings: BuildSettings,
+    profile: DomainProfile,
+    files: list[InputFile],
+    discovered_rejections: list[Rejection],
+    num_shards: int,
+) -> None:
+    spec = TokenizerSpec(settings.tokenizer)
+    rejected = [pipeline | "DiscoveryRejections" >> beam.Create(discovered_rejections)]
+
+    files_pc = pipeline | "ListedFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
+    documents, read_rejected = files_pc | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
+    rejected.append(read_rejected)
+
+    # --- Quality stages (issue 3) plug in here: each is `documents, dropped = documents | Stage(...)`,
+    # --- appending `dropped` to `rejected`. Order: filters -> exact dedup -> near dedup -> decontamination.
+
+    (
+        documents
+        | "Tokenize" >> Tokenize(spec, num_shards)
+        | "WriteShards" >> WriteShards(settings.output, num_shards)
+    )
+    (
+        rejected
+        | "AllRejections" >> beam.Flatten()
+        | "ReportRejections" >> ReportRejections(outputs.join(settings.output, STATS_DIR), settings.samples_per_reason)
+    )
+
+
+def _clear_previous_build(output_dir: str) -> None:
+    stale = [outputs.join(output_dir, n) for n in outputs.list_names(output_dir, "shard-")]
+    stale += [outputs.join(output_dir, "manifest.json"), outputs.join(output_dir, STATS_DIR)]
+    outputs.delete(stale)
+
+
+def run_build(settings: BuildSettings) -> dict:
+    """Discover inputs, run the Beam pipeline, write and return the manifest."""
+    profile = load_profile(settings.domain, settings.profile)
+    files, discovered_rejections, pruned_dirs = discover_inputs(settings.inputs, profile)
+    if settings.strict and discovered_rejections:
+        first = discovered_rejections[0]
+        raise StrictModeError(f"{first.source}: {first.reason}: {first.detail} (--strict)")
+    if not files:
+        raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
+    tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts
+    total_bytes = sum(f.size for f in files)
+    num_shards = settings.num_shards or max(1, math.ceil(total_bytes / settings.shard_text_bytes))
+
+    outputs.make_dirs(settings.output)
+    _clear_previous_build(settings.output)
+    pipeline = create_pipeline(settings.runner, settings.workers, settings.remote_settings)
+    build_pipeline(pipeline, settings, profile, files, discovered_rejections, num_shards)
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    inputs_summary = [
+        {"path": given, "files": sum(1 for f in files if f.input_name == given),
+         "bytes": sum(f.size for f in files if f.input_name == given)}
+        for given in settings.inputs
+    ]
+    discovery = {
+        "files": len(files),
+        "bytes": total_bytes,
+        "pruned_dirs": {reason: dirs[:20] for reason, dirs in pruned_dirs.items()},
+        "pruned_dir_count": {reason: len(dirs) for reason, dirs in pruned_dirs.items()},
+    }
+    recorded = {k: v for k, v in asdict(settings).items() if k not in ("remote_settings",)}
+    recorded["num_shards"] = num_shards
+    return assemble_manifest(
+        settings.output,
+        domain=settings.domain,
+        tokenizer=tokenizer.describe(),
+        seq_length=settings.seq_length,
+        inputs=inputs_summary,
+        discovery=discovery,
+        settings=recorded,
+    )

@@ -1,0 +1,96 @@
+"""``specialize corpus``: build, stats, verify (the logic lives in beam_jobs/ and specialize/corpus/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Build and examine tokenized corpus shards.", no_args_is_help=True)
+
+
+def _parse_key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint=flag)
+        settings[key.strip()] = value
+    return settings
+
+
+@app.command()
+def build(
+    domain: str = typer.Option(..., "--domain", help="code or math: picks the domain profile."),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i", help="File or directory (local, gs://, s3://); repeatable. Default: the embedded corpus."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output directory. Default: checkpoints/corpus/DOMAIN."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="qwen.tiktoken file or checkpoint directory. Default: embedded tiny-bbpe."),
+    seq_length: int = typer.Option(2048, "--seq-length", help="Training sequence length (recorded; samples counted for it)."),
+    runner: str = typer.Option("direct", "--runner", help="direct (FnApiRunner, local) | dataflow | flink | spark."),
+    workers: int = typer.Option(0, "--workers", help="Local worker processes (0 = all cores)."),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Number of shards (default: ~256 MB of text each)."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="Domain profile YAML replacing the built-in one."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first bad input instead of counting and skipping it."),
+    runner_config: Optional[Path] = typer.Option(None, "--runner-config", help="YAML of remote runner settings."),
+    runner_option: Optional[list[str]] = typer.Option(None, "--runner-option", help="KEY=VALUE remote runner setting; repeatable."),
+) -> None:
+    """Read raw code or math files, clean them and write tokenized Arrow shards plus a manifest."""
+    from beam_jobs.corpus_build import BuildSettings, run_build
+    from beam_jobs.runner import default_workers
+    from specialize.corpus import defaults
+    from specialize.corpus.report import print_summary
+
+    remote: dict = {}
+    if runner_config:
+        import yaml
+
+        remote.update(yaml.safe_load(runner_config.read_text()) or {})
+    remote.update(_parse_key_values(runner_option or [], "--runner-option"))
+    inputs = list(input or []) or defaults.default_inputs(domain)
+    settings = BuildSettings(
+        domain=domain,
+        inputs=inputs,
+        output=output or str(defaults.default_output(domain)),
+        tokenizer=tokenizer,
+        seq_length=seq_length,
+        profile=str(profile) if profile else None,
+        num_shards=num_shards,
+        strict=strict,
+        runner=runner,
+        workers=workers or default_workers(),
+        remote_settings=remote,
+    )
+    typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} workers)", err=True)
+    manifest = run_build(settings)
+    print_summary(manifest, settings.output)
+
+
+@app.command()
+def stats(
+    directory: str = typer.Argument(..., help="A corpus build output directory."),
+    histogram: Optional[Path] = typer.Option(None, "--histogram", help="Write a PNG histogram of document lengths (tokens)."),
+) -> None:
+    """Print the manifest's figures as tables."""
+    from specialize.corpus.manifest import read_manifest
+    from specialize.corpus.report import print_summary, write_length_histogram
+
+    manifest = read_manifest(directory)
+    print_summary(manifest, directory)
+    if histogram:
+        write_length_histogram(directory, manifest, histogram)
+        typer.echo(f"wrote {histogram}")
+
+
+@app.command()
+def verify(directory: str = typer.Argument(..., help="A corpus build output directory.")) -> None:
+    """Check every shard against the manifest (sha256, rows, tokens, no strays); exit 1 on a problem."""
+    from specialize.corpus.manifest import read_manifest, verify_shards
+
+    problems = verify_shards(directory)
+    count = len(read_manifest(directory)["shards"])
+    for problem in problems:
+        typer.echo(f"{directory}/{problem.shard}: {problem.problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{count} shards OK")

@@ -1,0 +1,271 @@
+"""Finding input files and turning each into documents, without Beam.
+
+Every way a file can be bad ends in a ``Rejection`` with a reason tag, never an exception, so one
+corrupt file costs exactly itself. ``--strict`` turns the first rejection into an error instead.
+Paths may be local or on any filesystem Beam knows (gs://, s3://...).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import string
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from specialize.corpus.document import Document, Rejection
+from specialize.corpus.normalize import NormalizationError, decode_and_normalize
+from specialize.corpus.profile import DomainProfile
+
+READ_STAGE = "read"
+BINARY_SNIFF_BYTES = 8192
+
+
+class StrictModeError(RuntimeError):
+    """Raised instead of skipping bad input when the user asked for ``--strict``."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to read, found at launch time (so shard counts and ordering are fixed up front)."""
+
+    path: str
+    size: int
+    kind: str  # "source" (one document), "jsonl", "jsonl.gz", "parquet"
+    input_name: str  # the --input it came from
+    language: str | None = None  # known for source files from the extension
+
+
+def file_kind(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith((".jsonl.gz", ".json.gz", ".ndjson.gz")):
+        return "jsonl.gz"
+    if lower.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if lower.endswith(".parquet"):
+        return "parquet"
+    return "source"
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def discover_inputs(
+    inputs: list[str], profile: DomainProfile
+) -> tuple[list[InputFile], list[Rejection], dict[str, list[str]]]:
+    """List every file under the inputs, sorted; returns (files, rejections, pruned dirs by reason).
+
+    Files whose extension marks them binary or gives no language are rejected here without reading.
+    A path that does not exist is an error: that is a typo, not bad data.
+    """
+    files: list[InputFile] = []
+    rejections: list[Rejection] = []
+    pruned: dict[str, list[str]] = {}
+    for given in inputs:
+        for path, size in _list_files(given, profile, pruned):
+            kind = file_kind(path)
+            if kind != "source":
+                files.append(InputFile(path, size, kind, given))
+                continue
+            ext = os.path.splitext(path)[1].lower()
+            if ext in profile.binary_extensions:
+                rejections.append(Rejection(READ_STAGE, "binary", path, size, f"binary extension {ext}"))
+                continue
+            language = profile.language_of_path(path)
+            if language is None:
+                rejections.append(Rejection(READ_STAGE, "unknown_extension", path, size, f"no {profile.domain} language for {ext or 'no extension'}"))
+                continue
+            files.append(InputFile(path, size, kind, given, language))
+    files.sort(key=lambda f: f.path)
+    return files, rejections, pruned
+
+
+def _list_files(given: str, profile: DomainProfile, pruned: dict[str, list[str]]) -> Iterator[tuple[str, int]]:
+    if _is_remote(given):
+        from apache_beam.io.filesystems import FileSystems
+
+        pattern = given if any(c in given for c in "*?[") else given.rstrip("/") + "/**"
+        matches = FileSystems.match([pattern])[0].metadata_list
+        if not matches and not any(c in given for c in "*?["):
+            matches = FileSystems.match([given])[0].metadata_list
+        if not matches:
+            raise FileNotFoundError(f"{given}: no files match")
+        for meta in matches:
+            parts = meta.path.split("/")
+            if not any(p in profile.skip_dirs for p in parts[:-1]):
+                yield meta.path, meta.size_in_bytes
+        return
+    if os.path.isfile(given):
+        yield os.path.abspath(given), os.path.getsize(given)
+        return
+    if not os.path.isdir(given):
+        raise FileNotFoundError(f"{given}: input does not exist")
+    for root, dirs, names in os.walk(given):
+        kept = []
+        for d in sorted(dirs):
+            if d in profile.skip_dirs:
+                pruned.setdefault("vcs_or_vendored_dir", []).append(os.path.join(root, d))
+            else:
+                kept.append(d)
+        dirs[:] = kept
+        for name in sorted(names):
+            full = os.path.abspath(os.path.join(root, name))
+            try:
+                if os.path.islink(full) and not os.path.exists(full):
+                    continue
+                yield full, os.path.getsize(full)
+            except OSError:
+                yield full, 0  # reported as unreadable when read
+
+
+def _read_bytes(path: str) -> bytes:
+    if _is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            return handle.read()
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def read_input_file(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+    """Documents of one file, or the rejections explaining what was skipped and why."""
+    if item.kind == "source" and item.size > profile.max_file_bytes:
+        yield Rejection(READ_STAGE, "too_large", item.path, item.size, f"{item.size} bytes > max_file_bytes {profile.max_file_bytes}")
+        return
+    try:
+        data = _read_bytes(item.path)
+    except OSError as err:
+        yield Rejection(READ_STAGE, "unreadable", item.path, item.size, f"{type(err).__name__}: {err.strerror or err}")
+        return
+    if item.kind == "source":
+        yield from _source_document(item, data, profile, domain)
+    elif item.kind in ("jsonl", "jsonl.gz"):
+        yield from _jsonl_documents(item, data, profile, domain)
+    else:
+        yield from _parquet_documents(item, data, profile, domain)
+
+
+def _source_document(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+    if not data.strip():
+        yield Rejection(READ_STAGE, "empty", item.path, len(data), "file is empty or whitespace only")
+        return
+    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
+        yield Rejection(READ_STAGE, "binary", item.path, len(data), "NUL byte in the first 8 KiB")
+        return
+    try:
+        text = decode_and_normalize(data)
+    except NormalizationError as err:
+        yield Rejection(READ_STAGE, "non_utf8", item.path, len(data), str(err))
+        return
+    yield Document(text, item.path, domain, item.language or "unknown", item.input_name)
+
+
+def _record_to_document(
+    record: object, source: str, item: InputFile, profile: DomainProfile, domain: str
+) -> Document | Rejection:
+    if not isinstance(record, dict):
+        return Rejection(READ_STAGE, "malformed_record", source, 0, f"expected a JSON object, got {type(record).__name__}")
+    text = next((record[f] for f in profile.text_fields if isinstance(record.get(f), str)), None)
+    if text is None:
+        for template in profile.record_templates:
+            try:
+                text = template.format_map(_StrictFields(record))
+                break
+            except KeyError:
+                continue
+    if text is None:
+        fields = ", ".join(profile.text_fields)
+        return Rejection(READ_STAGE, "missing_text_field", source, 0, f"no text field ({fields}) nor a record template matched")
+    raw_bytes = len(text.encode("utf-8", "surrogatepass"))
+    if raw_bytes > profile.max_record_bytes:
+        return Rejection(READ_STAGE, "too_large", source, raw_bytes, f"record text {raw_bytes} bytes > max_record_bytes")
+    if not text.strip():
+        return Rejection(READ_STAGE, "empty", source, raw_bytes, "record text is empty")
+    try:
+        text = decode_and_normalize(text.encode("utf-8"))
+    except (UnicodeEncodeError, NormalizationError) as err:
+        return Rejection(READ_STAGE, "non_utf8", source, raw_bytes, f"record text is not valid Unicode: {err}")
+    language = next((str(record[f]).lower() for f in profile.language_fields if record.get(f)), None)
+    if language is None:
+        path = next((str(record[f]) for f in profile.path_fields if record.get(f)), None)
+        language = profile.language_of_path(path) if path else None
+    return Document(text, source, domain, language or profile.default_record_language, item.input_name)
+
+
+def _template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+class _StrictFields(dict):
+    """``str.format_map`` view of a record that only accepts string fields."""
+
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
+
+    def __getitem__(self, key: str) -> str:
+        value = dict.__getitem__(self, key)
+        if not isinstance(value, str):
+            raise KeyError(key)
+        return value
+
+
+def _jsonl_documents(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+    if item.kind == "jsonl.gz":
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=io.BytesIO(data))
+    else:
+        stream = io.BytesIO(data)
+    line_number = 0
+    any_line = False
+    try:
+        for line_number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            any_line = True
+            source = f"{item.path}#{line_number}"
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                yield Rejection(READ_STAGE, "malformed_jsonl", source, len(line), f"line {line_number}: {err}")
+                continue
+            yield _record_to_document(record, source, item, profile, domain)
+    except (OSError, EOFError, zlib.error) as err:
+        yield Rejection(READ_STAGE, "unreadable", f"{item.path}#{line_number + 1}", len(data),
+                        f"compressed stream broken after line {line_number}: {err}")
+        return
+    if not any_line:
+        yield Rejection(READ_STAGE, "empty", item.path, len(data), "file has no records")
+
+
+def _parquet_documents(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as err:
+        yield Rejection(READ_STAGE, "unreadable", item.path, len(data), f"not a readable Parquet file: {err}")
+        return
+    names = set(parquet.schema_arrow.names)
+    template_fields = [_template_fields(t) for t in profile.record_templates]
+    usable_templates = [fields for fields in template_fields if fields <= names]
+    if not any(f in names for f in profile.text_fields) and not usable_templates:
+        yield Rejection(READ_STAGE, "missing_text_field", item.path, len(data), f"no column among {list(profile.text_fields)}")
+        return
+    wanted = [f for f in (*profile.text_fields, *profile.language_fields, *profile.path_fields) if f in names]
+    wanted += sorted({f for fields in usable_templates for f in fields} - set(wanted))
+    row = 0
+    if parquet.metadata.num_rows == 0:
+        yield Rejection(READ_STAGE, "empty", item.path, len(data), "file has no rows")
+        return
+    try:
+        for batch in parquet.iter_batches(columns=wanted or None, batch_size=1024):
+            for record in batch.to_pylist():
+                yield _record_to_document(record, f"{item.path}#{row}", item, profile, domain)
+                row += 1
+    except (pa.ArrowException, OSError) as err:
+        yield Rejection(READ_STAGE, "unreadable", f"{item.path}#{row}", len(data), f"Parquet read failed at row {row}: {err}")

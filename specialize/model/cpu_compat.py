@@ -1,0 +1,201 @@
+"""Run megatron-core on CPU (gloo) for tests and laptop demos: the few CUDA assumptions, shimmed.
+
+megatron-core is GPU-first. Model construction and the forward pass run on CPU once
+``TransformerConfig(use_cpu_initialization=True)`` and the fusion flags are off (see
+``specialize.model.build``), except for these assumptions, which no config flag reaches
+(measured on megatron-core 0.16.1 and 0.19.2, torch 2.13 CPU):
+
+1. ``torch.cuda.current_device()`` is the allocation device of RoPE frequencies, TP gather buffers,
+   p2p shape buffers and dist-ckpt flags. On a CPU-only build it raises. We make it answer
+   ``torch.device("cpu")`` so those tensors land on the CPU.
+2. The CUDA RNG tracker (``tensor_parallel.random``): model-parallel seeding and every
+   ``get_cuda_rng_tracker().fork()`` (DotProductAttention, TP weight init) read and write CUDA
+   generator state. We install a tracker with the same semantics over the CPU generator.
+3. Literal ``device="cuda"`` in the default causal mask (``transformer.utils.get_default_causal_mask``,
+   imported by name into ``fusions.fused_softmax``). We rebind both names to a CPU version.
+4. ``torch.cuda.synchronize()`` and stream/event calls in p2p, DDP and the schedules: without CUDA
+   there is nothing to synchronize, so ``synchronize`` becomes a no-op (``batch_p2p_sync=False`` in the
+   config avoids the p2p one already).
+5. megatron-core 0.19 imports ``triton`` unconditionally in ``transformer/moe/ops/paged_stash.py``
+   (reached from the GPT layer specs). If triton is missing we register an empty stand-in module
+   whose attributes raise on use; MoE paged stashing is a GPU-only feature we never call.
+
+Everything else megatron needs on CPU is a config flag, set where the config is made. Every patch
+is applied once, only when ``torch.cuda.is_available()`` is False, and is listed in
+``applied_patches()`` so tests can check them. ``dist_checkpointing`` additionally needs ``psutil``
+(a dependency) and a ``if __name__ == "__main__":`` guard in scripts, because it may spawn processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from functools import lru_cache
+
+import torch
+
+_APPLIED: list[str] = []
+_CPU = torch.device("cpu")
+
+
+def applied_patches() -> tuple[str, ...]:
+    """Names of the shims in effect in this process (empty with CUDA)."""
+    return tuple(_APPLIED)
+
+
+def cpu_mode() -> bool:
+    """True when megatron must run on CPU (no usable CUDA device)."""
+    return not torch.cuda.is_available()
+
+
+def enable_cpu_compat() -> None:
+    """Apply the CPU shims (idempotent). Does nothing when CUDA is available.
+
+    Call it before importing megatron model code (``initialize_parallel`` does).
+    """
+    if not cpu_mode() or _APPLIED:
+        return
+    _stub_triton_if_missing()
+    _patch_current_device()
+    _patch_synchronize()
+    _patch_rng_tracker()
+    _patch_causal_mask()
+
+
+# -- 1. allocation device --------------------------------------------------------------------------
+
+def _cpu_current_device() -> torch.device:
+    return _CPU
+
+
+def _patch_current_device() -> None:
+    torch.cuda.current_device = _cpu_current_device
+    _APPLIED.append("torch.cuda.current_device -> cpu")
+
+
+# -- 4. synchronize ---------------------------------------------------------------------------------
+
+def _patch_synchronize() -> None:
+    torch.cuda.synchronize = lambda device=None: None
+    _APPLIED.append("torch.cuda.synchronize -> no-op")
+
+
+# -- 2. RNG tracker ---------------------------------------------------------------------------------
+
+def _patch_rng_tracker() -> None:
+    from megatron.core.tensor_parallel import random as mpu_random
+
+    base = mpu_random.CudaRNGStatesTracker
+
+    class CpuRNGStatesTracker(base):  # type: ignore[misc, valid-type]
+        """megatron's tracker over the CPU default generator: named states, forked in and out.
+
+        ``fork(name)`` swaps the named state into the CPU generator for the duration of the
+        block and stores the advanced state back, exactly as the CUDA tracker does with the
+        CUDA generator; so dropout/initialisation inside a fork draw from the named stream.
+        """
+
+        def add(self, name: str, seed: int) -> None:
+            self._is_initialized = True
+            if seed in self.seeds_:
+                raise Exception(f"seed {seed} already exists")
+            self.seeds_.add(seed)
+            if name in self.states_:
+                raise Exception(f"rng state {name} already exists")
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(seed)
+            self.states_[name] = generator.get_state()
+
+        @contextlib.contextmanager
+        def fork(self, name: str = mpu_random._MODEL_PARALLEL_RNG_TRACKER_NAME):
+            if name not in self.states_:
+                raise Exception(f"rng state {name} is not added")
+            outer = torch.get_rng_state()
+            torch.set_rng_state(self.states_[name])
+            try:
+                yield
+            finally:
+                self.states_[name] = torch.get_rng_state()
+                torch.set_rng_state(outer)
+
+    # initialize_rng_tracker() instantiates the module-level name, so new trackers are CPU ones;
+    # the get/set helpers serve checkpoint code that saves "cuda" RNG state alongside the CPU one.
+    mpu_random.CudaRNGStatesTracker = CpuRNGStatesTracker
+    mpu_random._get_cuda_rng_state = lambda *args, **kwargs: torch.get_rng_state()
+    mpu_random._set_cuda_rng_state = lambda new_state, *args, **kwargs: torch.set_rng_state(new_state)
+    mpu_random.initialize_rng_tracker(force_reset=True)
+    _APPLIED.append("megatron RNG tracker -> CPU generator")
+
+
+# -- 3. causal mask ---------------------------------------------------------------------------------
+
+@lru_cache(maxsize=32)
+def _cpu_causal_mask(sq: int) -> torch.Tensor:
+    """Same contract as megatron's ``get_default_causal_mask``: True above the diagonal (masked)."""
+    return torch.triu(torch.ones(sq, sq, device=_CPU), diagonal=1).bool()
+
+
+def _patch_causal_mask() -> None:
+    from megatron.core.fusions import fused_softmax
+    from megatron.core.transformer import utils as transformer_utils
+
+    transformer_utils.get_default_causal_mask = _cpu_causal_mask
+    fused_softmax.get_default_causal_mask = _cpu_causal_mask
+    _APPLIED.append("get_default_causal_mask -> cpu")
+
+
+# -- 5. triton ----------------------------------------------------------------------------------------
+
+PAGED_STASH_MODULE = "megatron.core.transformer.moe.ops.paged_stash"
+
+
+def _stub_triton_if_missing() -> None:
+    """Import 0.19's ``paged_stash`` against a stand-in ``triton``, then withdraw the stand-in.
+
+    Only that one module sees the stand-in: it is removed from ``sys.modules`` afterwards, so torch
+    and other libraries that probe for triton still find it missing.
+    """
+    if importlib.util.find_spec("triton") is not None:
+        return
+    try:
+        if importlib.util.find_spec(PAGED_STASH_MODULE) is None:
+            return  # megatron-core < 0.19: nothing imports triton unconditionally
+    except ModuleNotFoundError:
+        return
+    stand_ins = {name: _TritonStandIn(name) for name in ("triton", "triton.language")}
+    stand_ins["triton"].language = stand_ins["triton.language"]
+    sys.modules.update(stand_ins)
+    try:
+        importlib.import_module(PAGED_STASH_MODULE)
+    finally:
+        for name in stand_ins:
+            sys.modules.pop(name, None)
+    _APPLIED.append(f"{PAGED_STASH_MODULE} imported against a triton stand-in")
+
+
+class _TritonStandIn(types.ModuleType):
+    """Enough of ``triton`` for module-level decorators and annotations; any real use raises."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
+        self.__path__ = []
+
+    def __getattr__(self, attribute: str):
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return _unavailable_callable(f"{self.__name__}.{attribute}")
+
+
+def _unavailable_callable(name: str):
+    def stand_in(*args, **kwargs):
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return args[0]  # a bare decorator (@triton.jit): the kernel is never launched on CPU
+        if not args:
+            return lambda function: function  # a decorator factory (@triton.autotune(...))
+        raise RuntimeError(f"{name} is not available on CPU (triton is not installed)")
+
+    return stand_in
