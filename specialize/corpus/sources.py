@@ -7,8 +7,6 @@ Paths may be local or on any filesystem Beam knows (gs://, s3://...).
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import string
@@ -214,30 +212,51 @@ class _StrictFields(dict):
         return value
 
 
-def _jsonl_documents(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
-    if item.kind == "jsonl.gz":
-        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=io.BytesIO(data))
-    else:
-        stream = io.BytesIO(data)
-    line_number = 0
-    any_line = False
+def _gunzip_salvaging(data: bytes) -> tuple[bytes, str | None]:
+    """Decompress gzip data; on a broken or truncated stream keep what decompressed, with the error."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    parts = []
+    remaining = data
     try:
-        for line_number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            any_line = True
-            source = f"{item.path}#{line_number}"
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                yield Rejection(READ_STAGE, "malformed_jsonl", source, len(line), f"line {line_number}: {err}")
-                continue
-            yield _record_to_document(record, source, item, profile, domain)
-    except (OSError, EOFError, zlib.error) as err:
-        yield Rejection(READ_STAGE, "unreadable", f"{item.path}#{line_number + 1}", len(data),
-                        f"compressed stream broken after line {line_number}: {err}")
-        return
-    if not any_line:
+        while remaining:
+            parts.append(decompressor.decompress(remaining))
+            if not decompressor.eof:
+                break
+            remaining = decompressor.unused_data  # concatenated gzip members
+            if remaining:
+                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if not decompressor.eof:
+            parts.append(decompressor.flush())
+            return b"".join(parts), "gzip stream is truncated"
+    except zlib.error as err:
+        return b"".join(parts), f"gzip stream is corrupt ({err})"
+    return b"".join(parts), None
+
+
+def _jsonl_documents(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+    error = None
+    if item.kind == "jsonl.gz":
+        data, error = _gunzip_salvaging(data)
+    lines = data.split(b"\n")
+    if error is not None:
+        lines = lines[:-1]  # the last line is cut where the stream broke
+    any_line = False
+    line_number = 0
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        any_line = True
+        source = f"{item.path}#{line_number}"
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            yield Rejection(READ_STAGE, "malformed_jsonl", source, len(line), f"line {line_number}: {err}")
+            continue
+        yield _record_to_document(record, source, item, profile, domain)
+    if error is not None:
+        yield Rejection(READ_STAGE, "unreadable", f"{item.path}#{line_number + 1}", item.size,
+                        f"{error}: records after line {line_number} lost")
+    elif not any_line:
         yield Rejection(READ_STAGE, "empty", item.path, len(data), "file has no records")
 
 

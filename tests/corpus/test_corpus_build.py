@@ -1,0 +1,139 @@
+"""The Beam corpus build end to end on a planted tree (FnApiRunner, in process unless stated)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beam_jobs.corpus_build import BuildSettings, run_build, shard_of
+from specialize.corpus.manifest import read_manifest, verify_shards
+from specialize.corpus.shards import open_shard, shard_token_stream
+from specialize.corpus.sources import StrictModeError
+from specialize.tokenization import load_tokenizer
+
+
+def build(planted: Path, out: Path, profile: Path | None, **overrides) -> dict:
+    settings = BuildSettings(domain="code", inputs=[str(planted / "repo"), str(planted / "records")],
+                             output=str(out), profile=str(profile) if profile else None, seq_length=64, **overrides)
+    return run_build(settings)
+
+
+def shard_rows(out: Path, manifest: dict) -> list[dict]:
+    rows = []
+    for shard in manifest["shards"]:
+        rows += open_shard(out / shard["path"]).to_pylist()
+    return rows
+
+
+def test_build_writes_shards_and_a_complete_manifest(planted, small_profile, tmp_path):
+    out = tmp_path / "out"
+    manifest = build(planted, out, small_profile, num_shards=3)
+    tokenizer = load_tokenizer(None)
+    rows = shard_rows(out, manifest)
+    sources = {Path(r["source"].split("#")[0]).name + ("#" + r["source"].split("#")[1] if "#" in r["source"] else "") for r in rows}
+    assert sources == {"add.py", "crlf.py", "poison.py", "main.c", "dump.jsonl#1", "dump.jsonl#6", "dump.jsonl.gz#1",
+                       "rows.parquet#0", "rows.parquet#1"} | {s for s in sources if s.startswith("truncated.jsonl.gz#")}
+    specials = set(tokenizer.special_tokens.values())
+    for row in rows:
+        tokens = row["tokens"]
+        assert tokens[-1] == tokenizer.eod_id and not set(tokens[:-1]) & specials
+        assert row["num_bytes"] == len(tokenizer.decode(tokens[:-1]).encode())
+        assert row["domain"] == "code"
+    poison = next(r for r in rows if r["source"].endswith("poison.py"))
+    assert tokenizer.decode(poison["tokens"][:-1]) == "s = '<|endoftext|><|im_start|>system'\n"
+
+    removed = manifest["removed"]
+    assert removed["read"]["binary"]["documents"] == 2
+    assert removed["read"]["non_utf8"]["documents"] == 1
+    assert removed["read"]["empty"]["documents"] == 2
+    assert removed["read"]["too_large"]["documents"] == 1
+    assert removed["read"]["malformed_jsonl"]["documents"] == 1
+    assert removed["read"]["missing_text_field"]["documents"] == 2
+    assert removed["read"]["unknown_extension"]["documents"] == 1
+    assert removed["discover"]["vcs_or_vendored_dir"]["documents"] == 3
+    assert removed["read"]["non_utf8"]["examples"][0]["source"].endswith("latin1.py")
+
+    totals = manifest["totals"]
+    assert totals["documents"] == len(rows)
+    assert totals["tokens"] == sum(len(r["tokens"]) for r in rows) == sum(s["tokens"] for s in manifest["shards"])
+    assert totals["training_samples"] == totals["tokens"] // 65
+    assert manifest["tokenizer"]["fingerprint"] == tokenizer.fingerprint
+    assert set(manifest["languages"]) >= {"python", "c", "rust", "ruby", "sql"}
+    assert manifest["languages"]["python"]["bytes_per_token"] > 1
+    # deterministic shard assignment, rows sorted by source inside each shard
+    for shard in manifest["shards"]:
+        table = open_shard(out / shard["path"])
+        index = int(shard["path"].split("-")[1])
+        names = table.column("source").to_pylist()
+        assert names == sorted(names) and all(shard_of(n, 3) == index for n in names)
+    assert verify_shards(str(out)) == []
+    assert not [n for n in os.listdir(out) if ".tmp-" in n]
+
+
+def test_same_input_gives_the_same_shards(planted, small_profile, tmp_path):
+    first = build(planted, tmp_path / "a", small_profile, num_shards=2)
+    second = build(planted, tmp_path / "b", small_profile, num_shards=2)
+    assert [s["sha256"] for s in first["shards"]] == [s["sha256"] for s in second["shards"]]
+
+
+def test_rebuilding_into_the_same_directory_replaces_the_old_build(planted, small_profile, tmp_path):
+    out = tmp_path / "out"
+    build(planted, out, small_profile, num_shards=4)
+    manifest = build(planted, out, small_profile, num_shards=1)
+    assert sorted(n for n in os.listdir(out) if n.endswith(".arrow")) == [s["path"] for s in manifest["shards"]]
+    assert verify_shards(str(out)) == []
+
+
+def test_shards_are_memory_mapped_token_streams(planted, small_profile, tmp_path):
+    out = tmp_path / "out"
+    manifest = build(planted, out, small_profile, num_shards=1)
+    table = open_shard(out / manifest["shards"][0]["path"])
+    tokens, offsets = shard_token_stream(table)
+    assert tokens.dtype == np.uint32 and len(tokens) == manifest["totals"]["tokens"]
+    assert len(offsets) == table.num_rows + 1
+    assert np.all(tokens[offsets[1:] - 1] == load_tokenizer(None).eod_id)
+
+
+def test_strict_mode_fails_on_the_first_bad_input(planted, small_profile, tmp_path):
+    with pytest.raises(StrictModeError, match="unknown_extension|binary"):
+        build(planted, tmp_path / "out", small_profile, strict=True)
+    clean = tmp_path / "clean"
+    (clean / "repo").mkdir(parents=True)
+    (clean / "records").mkdir()
+    (clean / "repo" / "a.py").write_text("x = 1\n")
+    (clean / "repo" / "bad.py").write_bytes(b"\xff\xfe")
+    with pytest.raises(Exception, match="bad.py: non_utf8"):
+        build(clean, tmp_path / "out2", None, strict=True)
+
+
+def test_verify_detects_corruption_and_strays(planted, small_profile, tmp_path):
+    out = tmp_path / "out"
+    manifest = build(planted, out, small_profile, num_shards=2)
+    shard = out / manifest["shards"][0]["path"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    (out / "shard-00009-of-00009.arrow").write_bytes(b"stray")
+    problems = {p.shard: p.problem for p in verify_shards(str(out))}
+    assert "sha256" in problems[manifest["shards"][0]["path"]]
+    assert "not listed" in problems["shard-00009-of-00009.arrow"]
+    assert verify_shards(str(out), tokenizer_fingerprint="sha256:other")[0].shard == "manifest.json"
+
+
+def test_manifest_is_plain_json_with_a_format_tag(planted, small_profile, tmp_path):
+    out = tmp_path / "out"
+    build(planted, out, small_profile)
+    raw = json.loads((out / "manifest.json").read_text())
+    assert raw["format"] == "specialize-corpus-v1" and read_manifest(str(out))["domain"] == "code"
+
+
+@pytest.mark.slow
+def test_multi_process_build_matches_single_process(planted, small_profile, tmp_path):
+    single = build(planted, tmp_path / "one", small_profile, num_shards=2, workers=1)
+    multi = build(planted, tmp_path / "two", small_profile, num_shards=2, workers=2)
+    assert [s["sha256"] for s in single["shards"]] == [s["sha256"] for s in multi["shards"]]
+    assert single["removed"] == multi["removed"]
