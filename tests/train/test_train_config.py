@@ -1,0 +1,61 @@
+"""Config: YAML < --set overrides, typed, unknown keys named; consistency checks."""
+
+import pytest
+
+from specialize.train.config import ConfigError, RunConfig, check_config, load_config, parse_data_spec, warmup_steps
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optimizer:\n  lr: 3.0e-5\n  schedule: constant\ntrain:\n  steps: 10\n")
+    config = load_config(path, ["optimizer.lr=6e-5", "train.micro_batch_size=2", "model.overrides={hidden_dropout: 0.0}"])
+    assert config.optimizer.lr == 6e-5 and config.optimizer.schedule == "constant"
+    assert config.train.steps == 10 and config.train.micro_batch_size == 2
+    assert config.model.overrides == {"hidden_dropout": 0.0}
+    again = load_config(None, [])
+    assert again == RunConfig()
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(None, ["train.steps=7", "data.paths=[a:2, b]"])
+    path = tmp_path / "r.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("optimizer.lrr=1", "unknown key 'lrr'"),
+    ("train.steps=1.5", "integer"),
+    ("train.steps=abc", "number"),
+    ("checkpoint.resume=3", "true/false"),
+    ("optimizer=3", "section"),
+    ("nosuch", "section.key=value"),
+])
+def test_bad_overrides_are_named(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [bad])
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match=f"{path}.*stepz"):
+        load_config(path)
+
+
+def test_batch_arithmetic():
+    config = load_config(None, ["train.global_batch_size=8", "train.micro_batch_size=2"])
+    assert check_config(config, world_size=2) == 2  # dp=2: 8 = 2 x 2 x 2
+    config.model.tp = 2
+    assert check_config(config, world_size=2) == 4  # dp=1
+    config.train.global_batch_size = 6
+    config.model.tp = 1
+    with pytest.raises(ConfigError, match="multiple"):
+        check_config(config, world_size=4)
+
+
+def test_warmup_and_data_spec():
+    config = load_config(None, ["train.steps=100", "optimizer.warmup_fraction=0.03"])
+    assert warmup_steps(config) == 3
+    assert parse_data_spec("dir/code:0.7") == ("dir/code", 0.7)
+    assert parse_data_spec("dir/code") == ("dir/code", 1.0)
