@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(corpus.app, name="corpus")
 # Command groups register below, one line each.
+from specialize.cli import launch  # noqa: E402
+app.add_typer(launch.app, name="launch")
 
 
 def main() -> None:
