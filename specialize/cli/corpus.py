@@ -28,7 +28,7 @@ def build(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="qwen.tiktoken file or checkpoint directory. Default: embedded tiny-bbpe."),
     seq_length: int = typer.Option(2048, "--seq-length", help="Training sequence length (recorded; samples counted for it)."),
     runner: str = typer.Option("direct", "--runner", help="direct (FnApiRunner, local) | dataflow | flink | spark."),
-    workers: int = typer.Option(0, "--workers", help="Local worker processes (0 = all cores)."),
+    workers: int = typer.Option(1, "--workers", help="Local SDK worker processes; tokenization uses all cores either way (threads)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Number of shards (default: ~256 MB of text each)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Domain profile YAML replacing the built-in one."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad input instead of counting and skipping it."),
@@ -58,10 +58,11 @@ def build(
         num_shards=num_shards,
         strict=strict,
         runner=runner,
-        workers=workers or default_workers(),
+        workers=max(1, workers),
+        tokenizer_threads=max(1, default_workers() // max(1, workers)),
         remote_settings=remote,
     )
-    typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} workers)", err=True)
+    typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} worker process(es) x {settings.tokenizer_threads} tokenizer threads)", err=True)
     manifest = run_build(settings)
     print_summary(manifest, settings.output)
 

@@ -1,0 +1,253 @@
+"""Exact and near-duplicate removal as Beam stages: ``docs, dropped = docs | ExactDedup()`` etc.
+
+Exact: group by the hash of the whitespace-normalised text; the smallest ``source`` of a group stays.
+
+Near (MinHash + LSH + connected components), with no step that needs every signature in one place:
+
+    documents --Signatures--> (band key, source) --GroupByKey--> candidate edges (bucket min, member)
+      [--Verify: exact Jaccard of the two shingle sets, joined by source--> verified edges]
+      --(Large-Star, Small-Star) x rounds--> one star per component, centred on its smallest source
+      --ConvergenceCheck--> _stats/stage-near_dedup.json
+      --join with documents by source--> kept (component centres and singletons) + Rejections
+
+Both stages keep the document with the smallest ``source`` of its duplicate set, so the survivor does
+not depend on input order, bundle boundaries or the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+
+from beam_jobs.stage_stats import WriteStageStats
+from beam_jobs.stages import KEPT, REJECTED, reject
+from specialize.corpus.document import Document
+from specialize.dedup.components import large_star, orient, small_star, star_violation
+from specialize.dedup.exact import exact_key
+from specialize.dedup.minhash import MinHashConfig, MinHasher, jaccard
+
+EXACT_STAGE = "exact_dedup"
+NEAR_STAGE = "near_dedup"
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact
+
+
+def _exact_survivor(keyed):
+    _, documents = keyed
+    documents = sorted(documents, key=lambda d: d.source)
+    survivor = documents[0]
+    yield survivor
+    for duplicate in documents[1:]:
+        yield beam.pvalue.TaggedOutput(REJECTED, reject(EXACT_STAGE, "exact_duplicate", duplicate,
+                                                        f"same normalised text as {survivor.source}"))
+
+
+class ExactDedup(beam.PTransform):
+    """Documents -> (one document per normalised text, rejections ``exact_dedup/exact_duplicate``)."""
+
+    def expand(self, documents):
+        outputs = (
+            documents
+            | "KeyByHash" >> beam.Map(lambda d: (exact_key(d.text), d))
+            | "GroupByHash" >> beam.GroupByKey()
+            | "KeepSmallestSource" >> beam.FlatMap(_exact_survivor).with_outputs(REJECTED, main=KEPT)
+        )
+        return outputs[KEPT], outputs[REJECTED]
+
+
+# ---------------------------------------------------------------------------------------------
+# Near
+
+
+@dataclass(frozen=True)
+class NearDedupSettings:
+    """MinHash/LSH parameters and the component search budget (all exposed on the CLI and profile)."""
+
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    verify_threshold: float | None = 0.7  # exact Jaccard a candidate pair must reach; None: trust LSH
+    rounds: int = 8  # Large-Star + Small-Star pairs; convergence is checked and reported
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "NearDedupSettings":
+        known = {"ngram", "bands", "rows", "seed", "verify_threshold", "rounds"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown near_dedup setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        minhash = MinHashConfig(**{k: int(raw[k]) for k in ("ngram", "bands", "rows", "seed") if k in raw})
+        threshold = raw.get("verify_threshold", 0.7)
+        return cls(minhash, None if threshold is None else float(threshold), int(raw.get("rounds", 8)))
+
+
+class _SignatureFn(beam.DoFn):
+    SHINGLES = "shingles"
+
+    def __init__(self, config: MinHashConfig, emit_shingles: bool):
+        self._config, self._emit_shingles = config, emit_shingles
+        self._hasher = None
+
+    def setup(self):
+        self._hasher = MinHasher(self._config)
+
+    def process(self, document: Document):
+        shingles = self._hasher.shingles(document.text)
+        signature = self._hasher.signature_of_shingles(shingles)
+        if signature is None:  # no words at all: nothing to compare, never a near-duplicate
+            return
+        for key in self._hasher.band_keys(signature):
+            yield key, document.source
+        if self._emit_shingles:
+            yield beam.pvalue.TaggedOutput(self.SHINGLES, (document.source, shingles))
+
+
+def _bucket_edges(keyed):
+    """A bucket of >1 documents -> star edges to its smallest member (connectivity is all we need)."""
+    _, sources = keyed
+    members = sorted(set(sources))
+    for other in members[1:]:
+        yield other, members[0]
+
+
+def _attach_first_shingles(keyed):
+    source, grouped = keyed
+    shingles = list(grouped["shingles"])
+    if not shingles:
+        return
+    for other in grouped["edges"]:
+        yield other, (source, shingles[0])
+
+
+def _verify_pairs(keyed, threshold: float):
+    source, grouped = keyed
+    shingles = list(grouped["shingles"])
+    if not shingles:
+        return
+    for other, other_shingles in grouped["pairs"]:
+        similarity = jaccard(shingles[0], other_shingles)
+        if similarity >= threshold:
+            yield orient((source, other))
+        else:
+            yield beam.pvalue.TaggedOutput("stats", {"candidate_pairs_rejected_by_jaccard": 1})
+
+
+def _both_ways(edge):
+    a, b = edge
+    yield a, b
+    yield b, a
+
+
+def _check_node(keyed):
+    node, neighbours = keyed
+    neighbours = set(neighbours)
+    smaller = sorted(n for n in neighbours if n < node)
+    if smaller:  # a leaf: a near-duplicate of the (smallest) centre it hangs on
+        yield node, smaller[0]
+    if star_violation(node, neighbours):
+        yield beam.pvalue.TaggedOutput("stats", {"unconverged_nodes": 1})
+    if not smaller:
+        yield beam.pvalue.TaggedOutput("stats", {"clusters": 1, "clustered_documents": 1 + len(neighbours)})
+
+
+def _keep_or_drop(keyed):
+    _, grouped = keyed
+    centres = list(grouped["centre"])
+    for document in grouped["document"]:
+        if centres:
+            yield beam.pvalue.TaggedOutput(REJECTED, reject(NEAR_STAGE, "near_duplicate", document,
+                                                            f"cluster survivor: {min(centres)}"))
+        else:
+            yield document
+
+
+def _mark_converged(stats: dict) -> dict:
+    return {**stats, "converged": stats.get("unconverged_nodes", 0) == 0}
+
+
+class ConnectedComponents(beam.PTransform):
+    """Edges ``(a, b)`` between source ids -> edges ``(member, smallest member of its component)``.
+
+    Alternates Large-Star and Small-Star ``rounds`` times (each a GroupByKey over edges: memory per key
+    is one node's neighbourhood). Returns ``(leaf_edges, stats)``; ``stats`` says how many nodes still
+    break the star shape (0 = converged = exact components). When it is not 0, some components keep
+    more than one survivor (never fewer): raise ``rounds``.
+    """
+
+    def __init__(self, rounds: int):
+        super().__init__()
+        if rounds < 1:
+            raise ValueError(f"connected-components rounds must be >= 1, got {rounds}")
+        self._rounds = rounds
+
+    def expand(self, edges):
+        for r in range(self._rounds):
+            edges = (
+                edges
+                | f"LargeStar{r}/BothWays" >> beam.FlatMap(_both_ways)
+                | f"LargeStar{r}/Group" >> beam.GroupByKey()
+                | f"LargeStar{r}/Step" >> beam.FlatMapTuple(large_star)
+                | f"SmallStar{r}/Orient" >> beam.Map(orient)
+                | f"SmallStar{r}/Group" >> beam.GroupByKey()
+                | f"SmallStar{r}/Step" >> beam.FlatMapTuple(small_star)
+            )
+        checked = (
+            edges
+            | "Final/BothWays" >> beam.FlatMap(_both_ways)
+            | "Final/Group" >> beam.GroupByKey()
+            | "Final/Check" >> beam.FlatMap(_check_node).with_outputs("stats", main="leaves")
+        )
+        return checked["leaves"], checked["stats"]
+
+
+class NearDedup(beam.PTransform):
+    """Documents -> (one document per near-duplicate cluster, rejections ``near_dedup/near_duplicate``)."""
+
+    def __init__(self, settings: NearDedupSettings = NearDedupSettings(), stats_dir: str | None = None):
+        super().__init__()
+        self._settings, self._stats_dir = settings, stats_dir
+
+    def expand(self, documents):
+        settings = self._settings
+        verify = settings.verify_threshold is not None
+        signed = documents | "Signatures" >> beam.ParDo(_SignatureFn(settings.minhash, verify)).with_outputs(
+            _SignatureFn.SHINGLES, main="bands")
+        candidates = (
+            signed["bands"]
+            | "GroupByBand" >> beam.GroupByKey()
+            | "BucketEdges" >> beam.FlatMap(_bucket_edges)
+            | "DistinctEdges" >> beam.Distinct()
+        )
+        stats = [candidates | "CountCandidates" >> beam.Map(lambda _: {"candidate_pairs": 1})]
+        edges = candidates
+        if verify:
+            shingles = signed[_SignatureFn.SHINGLES]
+            with_first = (
+                {"edges": candidates, "shingles": shingles}
+                | "JoinFirst" >> beam.CoGroupByKey()
+                | "AttachFirst" >> beam.FlatMap(_attach_first_shingles)
+            )
+            verified = (
+                {"pairs": with_first, "shingles": shingles}
+                | "JoinSecond" >> beam.CoGroupByKey()
+                | "Jaccard" >> beam.FlatMap(_verify_pairs, settings.verify_threshold).with_outputs("stats", main="edges")
+            )
+            edges = verified["edges"]
+            stats.append(verified["stats"])
+        leaves, cc_stats = edges | "Components" >> ConnectedComponents(settings.rounds)
+        stats.append(cc_stats)
+        outputs = (
+            {"document": documents | "KeyBySource" >> beam.Map(lambda d: (d.source, d)), "centre": leaves}
+            | "JoinDocuments" >> beam.CoGroupByKey()
+            | "KeepCentres" >> beam.FlatMap(_keep_or_drop).with_outputs(REJECTED, main=KEPT)
+        )
+        if self._stats_dir is not None:
+            base = {
+                "ngram": settings.minhash.ngram, "bands": settings.minhash.bands, "rows": settings.minhash.rows,
+                "seed": settings.minhash.seed, "lsh_threshold": round(settings.minhash.threshold(), 4),
+                "verify_threshold": settings.verify_threshold, "rounds": settings.rounds,
+                "candidate_pairs": 0, "unconverged_nodes": 0, "clusters": 0, "clustered_documents": 0,
+            }
+            stats | "FlattenStats" >> beam.Flatten() | "Stats" >> WriteStageStats(
+                self._stats_dir, NEAR_STAGE, base, finalize=_mark_converged)
+        return outputs[KEPT], outputs[REJECTED]

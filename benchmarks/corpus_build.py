@@ -1,0 +1,72 @@
+"""Corpus build throughput on the Python standard library sources vs raw tiktoken.
+
+    python benchmarks/corpus_build.py [--tokenizer ../shared/tokenizers/qwen.tiktoken] [--workers 2]
+
+Prints, for the whole pipeline (discovery, read, normalise, tokenize, shuffle to shards, write,
+manifest), MB/s and docs/s, next to tiktoken's ``encode_ordinary_batch`` over the same documents
+with the same vocabulary (text already in memory: the upper bound for tokenization alone).
+Target (issue 2): pipeline >= 50% of raw tiktoken throughput on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from beam_jobs.corpus_build import BuildSettings, run_build  # noqa: E402
+from beam_jobs.runner import default_workers  # noqa: E402
+from specialize.corpus.defaults import stdlib_source_dir  # noqa: E402
+from specialize.corpus.document import Document  # noqa: E402
+from specialize.corpus.profile import load_profile  # noqa: E402
+from specialize.corpus.sources import discover_inputs, read_input_file  # noqa: E402
+from specialize.tokenization import load_tokenizer  # noqa: E402
+
+DEFAULT_QWEN = Path(__file__).resolve().parent.parent.parent / "shared" / "tokenizers" / "qwen.tiktoken"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", default=str(DEFAULT_QWEN) if DEFAULT_QWEN.is_file() else None)
+    parser.add_argument("--workers", type=int, default=1, help="SDK worker processes (tokenizer threads fill the cores)")
+    parser.add_argument("--input", default=str(stdlib_source_dir()))
+    parser.add_argument("--repeats", type=int, default=2, help="best of N for each measurement")
+    args = parser.parse_args()
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    profile = load_profile("code")
+    files, _, _ = discover_inputs([args.input], profile)
+    texts = [r.text for f in files for r in read_input_file(f, profile, "code") if isinstance(r, Document)]
+    total_mb = sum(len(t.encode()) for t in texts) / 1e6
+    print(f"corpus: {args.input}: {len(texts):,} documents, {total_mb:.1f} MB of text kept; tokenizer {tokenizer.name} "
+          f"({tokenizer.vocab_size:,} ids); {args.workers} workers")
+
+    raw = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        tokens = sum(len(ids) for ids in tokenizer.encoding.encode_ordinary_batch(texts))
+        raw.append(time.perf_counter() - start)
+    raw_s = min(raw)
+    print(f"raw tiktoken encode_ordinary_batch: {raw_s:6.2f} s  {total_mb / raw_s:7.2f} MB/s  {len(texts) / raw_s:9.0f} docs/s  ({tokens:,} tokens)")
+
+    runs = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            manifest = run_build(BuildSettings(domain="code", inputs=[args.input], output=out,
+                                               tokenizer=args.tokenizer, workers=args.workers,
+                                               tokenizer_threads=max(1, default_workers() // args.workers)))
+            runs.append(time.perf_counter() - start)
+    pipe_s = min(runs)
+    docs = manifest["totals"]["documents"]
+    print(f"specialize corpus build (Beam):     {pipe_s:6.2f} s  {total_mb / pipe_s:7.2f} MB/s  {docs / pipe_s:9.0f} docs/s  "
+          f"({manifest['totals']['tokens']:,} tokens, {len(manifest['shards'])} shards)")
+    print(f"pipeline / raw tiktoken throughput: {raw_s / pipe_s:.0%} (target >= 50%)")
+
+
+if __name__ == "__main__":
+    main()
