@@ -11,11 +11,16 @@ megatron-core is GPU-first. Model construction and the forward pass run on CPU o
 2. The CUDA RNG tracker (``tensor_parallel.random``): model-parallel seeding and every
    ``get_cuda_rng_tracker().fork()`` (DotProductAttention, TP weight init) read and write CUDA
    generator state. We install a tracker with the same semantics over the CPU generator.
-3. Literal ``device="cuda"`` in the default causal mask (``transformer.utils.get_default_causal_mask``,
-   imported by name into ``fusions.fused_softmax``). We rebind both names to a CPU version.
+3. Literal ``device="cuda"`` in small bookkeeping allocations: the default causal mask, the
+   schedules' token counter, the optimizer's found-inf/scale tensors, grad clipping, DDP buffer
+   warm-up, dist-ckpt flags. In exactly those modules (``CUDA_LITERAL_MODULES``) the global name
+   ``torch`` is rebound to a view of torch whose tensor factories allocate on CPU when asked for CUDA.
 4. ``torch.cuda.synchronize()`` and stream/event calls in p2p, DDP and the schedules: without CUDA
    there is nothing to synchronize, so ``synchronize`` becomes a no-op (``batch_p2p_sync=False`` in the
    config avoids the p2p one already).
+6. ``param.type() == 'torch.cuda.FloatTensor'`` dispatch in the Float16/distributed optimizers and an
+   assert of it in grad clipping: on CPU ``Parameter.type()`` reports the CUDA type name, and the
+   clipping function is replaced by an equivalent without the assert.
 5. megatron-core 0.19 imports ``triton`` unconditionally in ``transformer/moe/ops/paged_stash.py``
    (reached from the GPT layer specs). If triton is missing we register an empty stand-in module
    whose attributes raise on use; MoE paged stashing is a GPU-only feature we never call.
@@ -33,7 +38,6 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-from functools import lru_cache
 
 import torch
 
@@ -62,7 +66,8 @@ def enable_cpu_compat() -> None:
     _patch_current_device()
     _patch_synchronize()
     _patch_rng_tracker()
-    _patch_causal_mask()
+    _patch_cuda_literals()
+    _patch_type_dispatch()
 
 
 # -- 1. allocation device --------------------------------------------------------------------------
@@ -130,21 +135,119 @@ def _patch_rng_tracker() -> None:
     _APPLIED.append("megatron RNG tracker -> CPU generator")
 
 
-# -- 3. causal mask ---------------------------------------------------------------------------------
+# -- 3. literal device="cuda" ----------------------------------------------------------------------
 
-@lru_cache(maxsize=32)
-def _cpu_causal_mask(sq: int) -> torch.Tensor:
-    """Same contract as megatron's ``get_default_causal_mask``: True above the diagonal (masked)."""
-    return torch.triu(torch.ones(sq, sq, device=_CPU), diagonal=1).bool()
+#: megatron modules that allocate small bookkeeping tensors with a literal ``device="cuda"``: the
+#: default causal mask, the schedules' token counters, the optimizer's found-inf/scale tensors, grad
+#: clipping, the DDP buffer warm-up and dist-ckpt's save/exchange flags.
+CUDA_LITERAL_MODULES = (
+    "megatron.core.utils",  # local_multi_tensor_l2_norm (grad norm without apex)
+    "megatron.core.transformer.utils",
+    "megatron.core.pipeline_parallel.schedules",
+    "megatron.core.optimizer.optimizer",
+    "megatron.core.optimizer.clip_grads",
+    "megatron.core.optimizer.grad_scaler",
+    "megatron.core.distributed.param_and_grad_buffer",
+    "megatron.core.dist_checkpointing.strategies.state_dict_saver",
+    "megatron.core.dist_checkpointing.exchange_utils",
+)
+
+_FACTORIES = (
+    "arange", "as_tensor", "empty", "empty_like", "full", "full_like", "ones", "ones_like",
+    "rand", "randint", "randn", "tensor", "zeros", "zeros_like",
+)
 
 
-def _patch_causal_mask() -> None:
-    from megatron.core.fusions import fused_softmax
-    from megatron.core.transformer import utils as transformer_utils
+def _is_cuda(device) -> bool:
+    if device is None:
+        return False
+    if isinstance(device, int):
+        return True  # a bare index means a CUDA device
+    return torch.device(device).type == "cuda"
 
-    transformer_utils.get_default_causal_mask = _cpu_causal_mask
-    fused_softmax.get_default_causal_mask = _cpu_causal_mask
-    _APPLIED.append("get_default_causal_mask -> cpu")
+
+def _on_cpu(factory):
+    def allocate(*args, **kwargs):
+        if _is_cuda(kwargs.get("device")):
+            kwargs["device"] = _CPU
+            kwargs.pop("pin_memory", None)
+        return factory(*args, **kwargs)
+
+    allocate.__name__ = getattr(factory, "__name__", "factory")
+    return allocate
+
+
+class CpuDeviceTorch(types.ModuleType):
+    """``torch`` as one megatron module sees it: tensor factories asked for CUDA allocate on CPU.
+
+    Bound as the module's global ``torch``, so only that module's literal ``device="cuda"`` calls
+    change; every other attribute is the real torch (``torch.Tensor``, ``torch.distributed``...).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("torch")
+        for name in _FACTORIES:
+            setattr(self, name, _on_cpu(getattr(torch, name)))
+
+    def __getattr__(self, attribute: str):
+        return getattr(torch, attribute)
+
+
+def _patch_cuda_literals() -> None:
+    proxy = CpuDeviceTorch()
+    for module_name in CUDA_LITERAL_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # moved or removed in this megatron-core version: nothing to patch
+            continue
+        if getattr(module, "torch", None) is torch:
+            module.torch = proxy
+            _APPLIED.append(f"{module_name}: device='cuda' factories -> cpu")
+
+
+# -- 6. CUDA type-string dispatch -------------------------------------------------------------------
+
+_TENSOR_TYPE = torch.Tensor.type
+
+
+def _parameter_type(self, dtype=None, non_blocking=False, **kwargs):
+    if dtype is None and not kwargs and self.device.type == "cpu":
+        return _TENSOR_TYPE(self).replace("torch.", "torch.cuda.", 1)
+    return _TENSOR_TYPE(self, dtype, non_blocking, **kwargs)
+
+
+def _clip_grad_by_total_norm_fp32(parameters, max_norm, total_norm, use_decoupled_grad=False):
+    """megatron's ``clip_grad_by_total_norm_fp32`` without its CUDA type assert: scale grads in place."""
+    from megatron.core.utils import to_local_if_dtensor
+
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attribute = "decoupled_grad" if use_decoupled_grad else "grad"
+    grads = [
+        to_local_if_dtensor(getattr(p, attribute)).detach()
+        for p in parameters
+        if getattr(p, attribute, None) is not None
+    ]
+    for grad in grads:
+        if grad.dtype not in (torch.float32, torch.bfloat16):
+            raise TypeError(f"gradient clipping expects fp32/bf16 grads, got {grad.dtype}")
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if clip_coeff < 1.0:
+        torch._foreach_mul_(grads, clip_coeff)
+
+
+def _patch_type_dispatch() -> None:
+    """megatron sorts parameters by ``param.type()`` strings ('torch.cuda.FloatTensor', ...) in the
+    mixed-precision and distributed optimizers and asserts one in grad clipping. On CPU, parameters
+    report the CUDA names (only ``Parameter.type()`` without arguments; conversions are untouched)
+    and clipping uses a copy of megatron's function without the assert."""
+    from megatron.core.optimizer import clip_grads
+    from megatron.core.optimizer import optimizer as megatron_optimizer
+
+    torch.nn.Parameter.type = _parameter_type
+    clip_grads.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_fp32
+    megatron_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_fp32
+    _APPLIED.append("Parameter.type() -> CUDA type names; clip_grad_by_total_norm_fp32 without CUDA assert")
 
 
 # -- 5. triton ----------------------------------------------------------------------------------------

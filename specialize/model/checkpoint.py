@@ -1,0 +1,158 @@
+"""specialize's megatron checkpoints: a ``dist_checkpointing`` directory plus ``specialize.json``.
+
+``megatron.core.dist_checkpointing`` stores every tensor with its global shape and each rank's
+slice of it, so a checkpoint saved at one TP/PP layout loads at any other (the vocabulary rows,
+padded per TP, are flagged ``allow_shape_mismatch`` by megatron itself). ``specialize.json`` carries
+what the tensors do not: the preset (architecture, true vocabulary size), where the tokenizer comes
+from, and the layout it was saved at.
+
+Keys are written in one canonical form whichever layer spec built the model: Transformer Engine
+fuses the pre-attention/pre-MLP norms into ``linear_qkv``/``linear_fc1`` (``layer_norm_weight``),
+megatron's local spec keeps ``input_layernorm``/``pre_mlp_layernorm``; we always write the latter
+and drop TE's ``_extra_state`` (FP8 metadata, empty in bf16), so a checkpoint made on a CPU with
+the local spec loads into a GPU model built with TE and back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from specialize.model.presets import ModelPreset
+
+META_FILE = "specialize.json"
+FORMAT = "specialize-megatron"
+FORMAT_VERSION = 1
+
+#: Transformer Engine key fragment -> local-spec key fragment (see module docstring).
+_CANONICAL_KEYS = {
+    ".self_attention.linear_qkv.layer_norm_weight": ".input_layernorm.weight",
+    ".self_attention.linear_qkv.layer_norm_bias": ".input_layernorm.bias",
+    ".mlp.linear_fc1.layer_norm_weight": ".pre_mlp_layernorm.weight",
+    ".mlp.linear_fc1.layer_norm_bias": ".pre_mlp_layernorm.bias",
+}
+
+
+def canonical_key(key: str) -> str:
+    """The checkpoint key of a tensor, independent of the layer spec (TE or local)."""
+    for fused, plain in _CANONICAL_KEYS.items():
+        if key.endswith(fused):
+            return key[: -len(fused)] + plain
+    return key
+
+
+def unwrap_model(model):
+    """The GPTModel inside DDP / Float16Module wrappers (a one-element list is accepted too)."""
+    if isinstance(model, (list, tuple)):
+        if len(model) != 1:
+            raise ValueError("virtual pipeline stages (a list of model chunks) are not supported here")
+        model = model[0]
+    while hasattr(model, "module") and not hasattr(model, "decoder"):
+        model = model.module
+    return model
+
+
+def model_sharded_state_dict(model) -> dict[str, Any]:
+    """The model's sharded state dict with canonical keys and without TE ``_extra_state``."""
+    from megatron.core.dist_checkpointing.mapping import ShardedBase
+
+    state = unwrap_model(model).sharded_state_dict()
+    canonical: dict[str, Any] = {}
+    for name, value in state.items():
+        if name.endswith("_extra_state"):
+            continue
+        if isinstance(value, ShardedBase) and hasattr(value, "key"):
+            value.key = canonical_key(value.key)
+        canonical[name] = value
+    return canonical
+
+
+def save_model_checkpoint(
+    model, directory: str | Path, preset: ModelPreset, tokenizer_source: str | None, *, extra: dict | None = None
+) -> Path:
+    """Save this rank's part of ``model`` (collective: every rank calls it) and write ``specialize.json``."""
+    import torch.distributed as dist
+    from megatron.core import dist_checkpointing, parallel_state
+
+    directory = Path(directory)
+    if dist.get_rank() == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    dist_checkpointing.save(model_sharded_state_dict(model), str(directory))
+    if dist.get_rank() == 0:
+        core = unwrap_model(model)
+        tp = parallel_state.get_tensor_model_parallel_world_size()
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "preset": preset.to_dict(),
+            "tokenizer_source": tokenizer_source,
+            "saved_with": {
+                "tp": tp,
+                "pp": parallel_state.get_pipeline_model_parallel_world_size(),
+                "padded_vocab_size": preset.padded_vocab_size(tp),
+                "params_dtype": str(core.config.params_dtype).removeprefix("torch."),
+                "megatron_core": _megatron_version(),
+            },
+            **(extra or {}),
+        }
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    dist.barrier()
+    return directory
+
+
+def read_checkpoint_meta(directory: str | Path) -> dict:
+    """``specialize.json`` of a checkpoint, with a clear error if this is not one of ours."""
+    path = Path(directory) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{directory}: not a specialize megatron checkpoint (no {META_FILE}); "
+            f"convert a Hugging Face checkpoint with `specialize convert hf-to-megatron`"
+        ) from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {meta['format_version']} is newer than this specialize reads")
+    return meta
+
+
+def checkpoint_preset(directory: str | Path) -> ModelPreset:
+    return ModelPreset.from_dict(read_checkpoint_meta(directory)["preset"])
+
+
+def load_model_checkpoint(model, directory: str | Path) -> dict:
+    """Load weights into ``model`` (any TP/PP layout; collective) and return ``specialize.json``."""
+    from megatron.core import dist_checkpointing
+
+    meta = read_checkpoint_meta(directory)
+    sharded = model_sharded_state_dict(model)
+    loaded = dist_checkpointing.load(sharded, str(directory))
+    missing, unexpected = unwrap_model(model).load_state_dict(loaded, strict=False)
+    missing = [key for key in missing if not key.endswith("_extra_state")]
+    if missing or unexpected:
+        raise ValueError(f"{directory}: checkpoint does not fit the model (missing {missing}, unexpected {unexpected})")
+    return meta
+
+
+def _megatron_version() -> str:
+    try:
+        from megatron.core import package_info
+
+        return package_info.__version__
+    except Exception:  # pragma: no cover - version lookup must never break a save
+        return "unknown"
+
+
+def cast_dtype(name: str) -> torch.dtype:
+    """``"bfloat16"`` -> ``torch.bfloat16`` (for the dtype recorded in ``specialize.json``)."""
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r}")
+    return dtype
