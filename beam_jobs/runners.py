@@ -35,9 +35,9 @@ Beam and the job would run on one worker).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -17,9 +16,11 @@ from specialize.launch.k8s import K8sTrainJob, ManifestError, render_jobset
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (test extra) is needed to validate pod templates"
 )
+import jsonschema  # noqa: E402  (installed with kubernetes-validate)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "jobset-v1alpha2.schema.yaml"
-K8S_VERSIONS = ("1.29", "1.37")  # oldest we document (podFailurePolicy on by default) and newest schema
+# The oldest Kubernetes we document (Indexed Jobs, podFailurePolicy on by default) and the newest schema shipped.
+K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 TRAIN = ["train", "--config", "megatron_configs/cpt-code.yaml"]
 
 

@@ -88,7 +88,7 @@ SMOKE = ["--", "launch", "smoke", "--size-mb", "1", "--iters", "2", "--timeout",
 def test_real_two_process_cpu_launch():
     """torch.distributed.run starts 2 gloo workers running `specialize launch smoke`."""
     proc = subprocess.run(_launcher("--standalone", "--nproc-per-node", "2", *SMOKE), cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "smoke: ok: world_size=2 backend=gloo nodes=1" in proc.stdout
 
