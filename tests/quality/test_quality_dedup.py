@@ -1,0 +1,154 @@
+"""MinHash, connected components and the Beam dedup stages, on planted duplicates."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from beam_jobs.dedup import ExactDedup, NearDedup, NearDedupSettings
+from specialize.corpus.document import Document
+from specialize.dedup.components import (components_union_find, large_star, orient, small_star,
+                                         star_violation)
+from specialize.dedup.exact import exact_key
+from specialize.dedup.minhash import MinHashConfig, MinHasher, estimated_jaccard, jaccard, word_hashes
+from tests.quality.beam_helpers import run_stage
+
+
+def test_word_hashes_ignore_case_and_punctuation_but_not_words():
+    assert np.array_equal(word_hashes("Hello, WORLD! x_1"), word_hashes("hello world\n\tx_1"))
+    assert not np.array_equal(word_hashes("hello world"), word_hashes("hello word"))
+    assert word_hashes("ab")[0] != word_hashes("ab\u00e9")[0]  # non-ASCII bytes are word bytes
+    assert word_hashes("  ,;  ").size == 0
+
+
+def test_signature_equals_bruteforce_permutation_minimum():
+    hasher = MinHasher(MinHashConfig(ngram=3, bands=4, rows=2))
+    shingles = hasher.shingles("the quick brown fox jumps over the lazy dog " * 3 + "and runs away")
+    expected = [
+        min(((int(a) * int(x) + int(b)) & ((1 << 64) - 1)) >> 32 for x in shingles)
+        for a, b in zip(hasher._a[:, 0], hasher._b[:, 0])
+    ]
+    assert hasher.signature_of_shingles(shingles).tolist() == expected
+
+
+def test_signature_tracks_jaccard():
+    rng = random.Random(0)
+    vocabulary = [f"w{i}" for i in range(2000)]
+    base = [rng.choice(vocabulary) for _ in range(3000)]
+    edited = list(base)
+    for i in rng.sample(range(3000), 150):  # 5% of the words replaced
+        edited[i] = rng.choice(vocabulary)
+    hasher = MinHasher(MinHashConfig(bands=32, rows=8))
+    a, b = hasher.shingles(" ".join(base)), hasher.shingles(" ".join(edited))
+    true = jaccard(a, b)
+    assert 0.5 < true < 0.9
+    assert abs(estimated_jaccard(hasher.signature_of_shingles(a), hasher.signature_of_shingles(b)) - true) < 0.08
+    assert hasher.signature("") is None
+
+
+def _converge(edges, rounds=30):
+    """Drive large-star / small-star in memory the way the Beam transform does."""
+    for _ in range(rounds):
+        neighbours = {}
+        for a, b in edges:
+            neighbours.setdefault(a, []).append(b)
+            neighbours.setdefault(b, []).append(a)
+        edges = {e for node, ns in neighbours.items() for e in large_star(node, ns)}
+        smaller = {}
+        for a, b in map(orient, edges):
+            smaller.setdefault(a, []).append(b)
+        edges = {e for node, ns in smaller.items() for e in small_star(node, ns)}
+        neighbours = {}
+        for a, b in edges:
+            neighbours.setdefault(a, set()).add(b)
+            neighbours.setdefault(b, set()).add(a)
+        if not any(star_violation(n, ns) for n, ns in neighbours.items()):
+            return {a: b for a, b in edges}
+    raise AssertionError("did not converge")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_large_small_star_matches_union_find(seed):
+    rng = random.Random(seed)
+    nodes = [f"doc{i:04d}" for i in range(300)]
+    edges = {tuple(rng.sample(nodes, 2)) for _ in range(250)}
+    # a long chain too: the worst case for plain label propagation
+    edges |= {(nodes[i], nodes[i + 1]) for i in range(100, 160)}
+    truth = components_union_find(edges)
+    leaves = _converge(edges)
+    for node, root in truth.items():
+        assert leaves.get(node, node) == root
+
+
+def _doc(text: str, source: str) -> Document:
+    return Document(text=text, source=source, domain="code", language="python")
+
+
+def _program(seed: int, lines: int = 60) -> str:
+    rng = random.Random(seed)
+    names = [f"var_{seed}_{i}" for i in range(12)]
+    body = []
+    for i in range(lines):
+        a, b = rng.sample(names, 2)
+        body.append(f"    {a} = compute_{rng.randint(0, 99)}({b}, {rng.randint(0, 1000)})  # step {i}")
+    return f"def function_{seed}(argument):\n" + "\n".join(body) + "\n    return argument\n"
+
+
+def test_exact_dedup_keeps_smallest_source_whitespace_insensitive():
+    text = _program(1)
+    docs = [_doc(text, "b.py"), _doc(text.replace("    ", "\t") + "\n\n", "a.py"), _doc(_program(2), "c.py")]
+    kept, rejected = run_stage(ExactDedup(), docs)
+    assert [d.source for d in kept] == ["a.py", "c.py"]
+    assert [(r.source, r.stage, r.reason) for r in rejected] == [("b.py", "exact_dedup", "exact_duplicate")]
+    assert exact_key("a  b\n") == exact_key("a b")
+
+
+def test_near_dedup_clusters_planted_copies_and_keeps_the_smallest(tmp_path):
+    original = _program(7, lines=80)
+    renamed = original.replace("var_7_3", "renamed_counter")  # renamed identifier
+    lines = original.split("\n")
+    edited = "\n".join(lines[:20] + ["    extra = 1", "    extra += 2"] + lines[22:])  # edited lines
+    recommented = original.replace("# step 4", "# fourth step, explained").replace("# step 9", "# ninth")
+    docs = [
+        _doc(original, "src/m.py"),
+        _doc(renamed, "src/z_renamed.py"),
+        _doc(edited, "src/b_edited.py"),
+        _doc(recommented, "src/a_comments.py"),
+        *[_doc(_program(100 + i, lines=80), f"other/{i}.py") for i in range(12)],
+        _doc("", "empty.py"),
+    ]
+    stats_dir = tmp_path / "_stats"
+    kept, rejected = run_stage(NearDedup(NearDedupSettings(), stats_dir=str(stats_dir)), docs)
+    assert {r.source for r in rejected} == {"src/m.py", "src/z_renamed.py", "src/b_edited.py"}
+    assert {r.detail for r in rejected} == {"cluster survivor: src/a_comments.py"}
+    assert len(kept) == len(docs) - 3 and "src/a_comments.py" in {d.source for d in kept}
+    stats = json.loads((stats_dir / "stage-near_dedup.json").read_text())
+    assert stats["converged"] and stats["clusters"] == 1 and stats["clustered_documents"] == 4
+    # same input in another order: the same survivor
+    kept_again, _ = run_stage(NearDedup(NearDedupSettings()), list(reversed(docs)))
+    assert [d.source for d in kept_again] == [d.source for d in kept]
+
+
+def test_near_dedup_verification_rejects_low_jaccard_candidates():
+    # With 1 band of 1 row nearly everything collides; the exact Jaccard check must keep them apart.
+    loose = NearDedupSettings(minhash=MinHashConfig(ngram=1, bands=1, rows=1), verify_threshold=0.8)
+    words = "alpha beta gamma delta epsilon zeta eta theta".split()
+    docs = [_doc(" ".join(words[:6]), "a"), _doc(" ".join(words[2:]), "b")]
+    kept, rejected = run_stage(NearDedup(loose), docs)
+    hasher = MinHasher(loose.minhash)
+    if hasher.signature(docs[0].text)[0] != hasher.signature(docs[1].text)[0]:
+        pytest.skip("this seed did not make the pair a candidate")
+    assert rejected == [] and len(kept) == 2
+    unchecked = NearDedupSettings(minhash=loose.minhash, verify_threshold=None)
+    kept, rejected = run_stage(NearDedup(unchecked), docs)
+    assert [r.source for r in rejected] == ["b"]
+
+
+def test_settings_from_profile_reject_unknown_keys():
+    settings = NearDedupSettings.from_dict({"ngram": 3, "bands": 20, "rows": 5, "verify_threshold": None})
+    assert settings.minhash.num_perm == 100 and settings.verify_threshold is None
+    with pytest.raises(ValueError, match="unknown near_dedup setting"):
+        NearDedupSettings.from_dict({"band": 3})
