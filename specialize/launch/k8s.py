@@ -97,6 +97,11 @@ class K8sTrainJob:
             raise ManifestError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node}")
         if self.min_nodes is not None and not 1 <= self.min_nodes <= self.nodes:
             raise ManifestError(f"--min-nodes must be between 1 and --nodes ({self.nodes}), got {self.min_nodes}")
+        if self.min_nodes is not None and self.min_nodes < self.nodes and self.torchrun_max_restarts < 1:
+            raise ManifestError(
+                "--min-nodes makes the job elastic: torchrun re-forms the worker group when nodes join, "
+                "which needs --torchrun-max-restarts >= 1"
+            )
         if not self.pvc:
             raise ManifestError(
                 "--pvc is required: shards and checkpoints must be on a volume every pod mounts and that "

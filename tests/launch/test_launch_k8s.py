@@ -143,6 +143,7 @@ def test_pod_command_is_a_valid_launcher_call(index, is_host):
     ({"shm_size": "lots"}, "--shm-size"),
     ({"pvc": ""}, "--pvc is required"),
     ({"env": {"1BAD": "x"}}, "--env"),
+    ({"min_nodes": 2, "torchrun_max_restarts": 0}, "--torchrun-max-restarts"),
 ])
 def test_bad_settings_are_named(overrides, message):
     with pytest.raises(ManifestError, match=message):
