@@ -85,6 +85,7 @@ class LogConfig:
     eval_iters: int = 4  # global batches per validation pass
     tensorboard: bool = True
     progress: str = "auto"  # auto (bar when stdout is a terminal) | bar | plain | none
+    peak_tflops: float | None = None  # per-device peak for MFU; None: looked up from the GPU name
 
 
 @dataclass

@@ -1,0 +1,34 @@
+"""One fix to megatron-core 0.16's distributed optimizer, applied at the depth of the cause.
+
+With the plain torch AdamW (no Apex / Transformer Engine: every CPU run, and GPU runs without the
+``gpu`` extra), ``DistributedOptimizer.load_state_dict`` puts the torch ``step`` into each parameter's
+state, and the "fully_reshardable" checkpoint loader then copies *every* state key from the checkpoint
+tensors, which never hold ``step`` (it is saved per param group): ``KeyError: 'step'``. We copy the keys
+the checkpoint provides and leave ``step`` to the param-group path that restores it.
+"""
+
+from __future__ import annotations
+
+_APPLIED = False
+
+
+def apply() -> None:
+    global _APPLIED
+    if _APPLIED:
+        return
+    from megatron.core.optimizer import distrib_optimizer
+
+    cls = distrib_optimizer.DistributedOptimizer
+    original = cls._set_main_param_and_optimizer_states
+
+    def set_states(self, model_param, tensors):
+        if self.config.use_precision_aware_optimizer_no_fp8_or_ds_fp8:
+            return original(self, model_param, tensors)
+        group_index, group_order = self.model_param_group_index_map[model_param]
+        main_param = self.optimizer.param_groups[group_index]["params"][group_order]
+        destination = {"param": main_param, **self.optimizer.state[main_param]}
+        for key, value in tensors.items():
+            destination[key].copy_(value)
+
+    cls._set_main_param_and_optimizer_states = set_states
+    _APPLIED = True

@@ -1,0 +1,345 @@
+"""The training loop shared by continual pretraining and SFT: read it top to bottom.
+
+``run_training(config, provider)``: parallel setup -> model (from a preset, a specialize checkpoint,
+or a Hugging Face checkpoint converted on the fly) -> megatron DDP + (distributed) optimizer + LR
+schedule -> datasets from the provider -> resume from the latest checkpoint -> steps through
+``get_forward_backward_func`` (micro-batches, pipeline schedule) -> logging, validation, checkpoints.
+
+The loss is the token mean over the whole global batch (megatron's ``calculate_per_token_loss``:
+each micro-batch returns its masked loss sum and token count; gradients are divided by the global
+count in ``finalize_model_grads``), so micro-batching and data parallelism do not change it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from specialize.train.batches import StepBatches, block_causal_mask, check_dataset, microbatch_indices, packed_seq_params
+from specialize.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from specialize.train.config import RunConfig, check_config, warmup_steps
+from specialize.train.data_api import DataRequest, DatasetProvider
+from specialize.train.metrics import RunLogger, flops_per_token, peak_flops
+
+
+@dataclass
+class RunResult:
+    steps_done: int  # the step the run stopped at (== train.steps unless interrupted)
+    interrupted: bool
+    last_loss: float | None
+    last_valid_loss: float | None
+    checkpoint: Path | None
+    skipped_steps: int
+
+
+class BadLossError(RuntimeError):
+    """Too many NaN/inf losses in a row: the run stops rather than train on garbage."""
+
+
+class _StopFlag:
+    """SIGTERM (Kubernetes eviction) / SIGINT: finish the step, save, exit."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside some test runners)
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def resolve_model_source(source: str, output: Path, tp: int, pp: int):
+    """(preset, checkpoint dir to load or None, tokenizer source) for ``--from``.
+
+    A specialize checkpoint directory (``specialize.json``) is loaded as is; a Hugging Face directory
+    (``config.json``) is converted once into ``<output>/converted``; a preset name starts from random
+    weights (qwen-tiny) or from its converted checkpoint when the converter can fetch it.
+    """
+    from specialize.model.checkpoint import META_FILE, checkpoint_preset, read_checkpoint_meta
+    from specialize.model.presets import get_preset
+
+    path = Path(source)
+    if (path / META_FILE).is_file():
+        return checkpoint_preset(path), path, read_checkpoint_meta(path).get("tokenizer_source")
+    if (path / "model" / META_FILE).is_file():  # a training checkpoint step directory
+        return checkpoint_preset(path / "model"), path / "model", read_checkpoint_meta(path / "model").get("tokenizer_source")
+    if (path / "config.json").is_file() or not path.exists():
+        preset = get_preset(source)
+        if preset.hf_repo is None and not path.exists():
+            return preset, None, preset.tokenizer  # project-defined preset: random initialisation
+        try:
+            from specialize.convert import hf_to_megatron, resolve_checkpoint
+        except ImportError as err:
+            raise RuntimeError(f"--from {source}: needs the Hugging Face converter (specialize.convert): {err}") from err
+        hf_dir = path if path.exists() else resolve_checkpoint(source)
+        converted = output / "converted"
+        if not (converted / META_FILE).is_file():
+            if dist.get_rank() == 0:
+                hf_to_megatron(str(hf_dir), str(converted), tp, pp)
+            dist.barrier()
+        return checkpoint_preset(converted), converted, read_checkpoint_meta(converted).get("tokenizer_source")
+    raise FileNotFoundError(f"--from {source}: a directory with neither specialize.json nor config.json")
+
+
+def _attention_overrides(choice: str, on_gpu: bool) -> dict:
+    """Attention kernel: megatron's local (pure PyTorch) attention on CPU; on GPU flash through
+    Transformer Engine (or flash-attn) when installed. The GPU path is not exercised in our CI."""
+    if not on_gpu:
+        if choice == "flash":
+            raise ValueError("model.attention=flash needs a GPU (flash-attn / transformer-engine)")
+        return {}
+    from megatron.core.transformer.enums import AttnBackend
+
+    return {"attention_backend": {"auto": AttnBackend.auto, "flash": AttnBackend.flash, "local": AttnBackend.unfused}[choice]}
+
+
+def _loss_func(loss_mask: torch.Tensor, output: torch.Tensor):
+    """Masked sum and token count of one micro-batch (megatron divides by the global count)."""
+    losses = output.float().reshape(-1)
+    mask = loss_mask.reshape(-1).float()
+    total = torch.sum(losses * mask)
+    count = mask.sum().to(torch.int)
+    return total, count, {"lm loss": torch.stack([total.detach(), mask.sum().detach()])}
+
+
+def _forward_step(use_packed: bool, data_iterator, model):
+    batch = next(data_iterator)
+    attention_mask = packed = None
+    if batch.has_segments:
+        if use_packed:
+            packed = packed_seq_params(batch.segment_ids)
+        else:
+            attention_mask = block_causal_mask(batch.segment_ids)
+    output = model(batch.tokens, batch.position_ids, attention_mask, labels=batch.labels, packed_seq_params=packed)
+    return output, partial(_loss_func, batch.loss_mask)
+
+
+def _global_loss(losses: list[dict]) -> tuple[float, float]:
+    """(summed loss, token count) over the global batch, on every rank."""
+    from megatron.core import parallel_state as ps
+
+    local = torch.zeros(2, dtype=torch.float64)
+    for item in losses:
+        local += item["lm loss"].double().cpu()
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    local = local.to(device)
+    if ps.is_pipeline_last_stage(ignore_virtual=True):
+        dist.all_reduce(local, group=ps.get_data_parallel_group())
+    else:
+        local.zero_()
+    dist.all_reduce(local, group=ps.get_pipeline_model_parallel_group())
+    return float(local[0]), float(local[1])
+
+
+def _memory_gb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**30
+
+
+def run_training(config: RunConfig, provider: DatasetProvider | None = None) -> RunResult:
+    """Train as ``config`` says on ``provider``'s data (default: the Arrow shard blend of ``config.data``).
+
+    Collective: under torchrun every process calls it. Resumes from ``<output>/checkpoints/latest``
+    when ``checkpoint.resume`` is on. Returns after the last step or after a SIGTERM/SIGINT save.
+    """
+    from megatron.core import parallel_state as ps
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    from specialize.model.build import build_gpt_model, transformer_config
+    from specialize.model.checkpoint import load_model_checkpoint
+    from specialize.model.parallel import initialize_parallel
+    from specialize.tokenization import load_tokenizer
+    from specialize.train import megatron_fixes
+    from specialize.train.cpu_shims import cuda_type_names, enable_training_cpu_shims
+
+    t, m, o = config.train, config.model, config.optimizer
+    output = Path(config.output)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    initialize_parallel(tp=m.tp, pp=m.pp, seed=t.seed)
+    enable_training_cpu_shims()
+    megatron_fixes.apply()
+    on_gpu = torch.cuda.is_available()
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    num_microbatches = check_config(config, world)
+    dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+
+    # -- model ------------------------------------------------------------------------------------
+    preset, init_dir, tokenizer_source = resolve_model_source(m.source, output, m.tp, m.pp)
+    tokenizer = load_tokenizer(tokenizer_source)
+    bf16 = t.precision == "bf16" or (t.precision == "auto" and on_gpu)
+    overrides = dict(m.overrides)
+    overrides.update(_attention_overrides(m.attention, on_gpu))
+    if m.recompute:
+        overrides.update(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
+    tconfig = transformer_config(preset, tp=m.tp, pp=m.pp, bf16=bf16, sequence_parallel=m.sequence_parallel,
+                                 calculate_per_token_loss=True, **overrides)
+    module = build_gpt_model(preset, tconfig)
+    if init_dir is not None:
+        load_model_checkpoint(module, init_dir)
+    ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+                                               use_distributed_optimizer=o.distributed)
+    model = DistributedDataParallel(tconfig, ddp_config, module)
+    with cuda_type_names():
+        optimizer = get_megatron_optimizer(
+        OptimizerConfig(optimizer="adam", lr=o.lr, min_lr=o.lr * o.min_lr_ratio, weight_decay=o.weight_decay,
+                        adam_beta1=o.beta1, adam_beta2=o.beta2, adam_eps=o.eps, clip_grad=o.clip_grad,
+                        bf16=bf16, params_dtype=tconfig.params_dtype, use_distributed_optimizer=o.distributed),
+        [model],
+    )
+    scheduler = OptimizerParamScheduler(
+        optimizer, init_lr=0.0, max_lr=o.lr, min_lr=o.lr * (o.min_lr_ratio if o.schedule == "cosine" else 1.0),
+        lr_warmup_steps=warmup_steps(config), lr_decay_steps=t.steps, lr_decay_style=o.schedule,
+        start_wd=o.weight_decay, end_wd=o.weight_decay, wd_incr_steps=t.steps, wd_incr_style="constant")
+    tconfig.finalize_model_grads_func = finalize_model_grads
+    tconfig.grad_scale_func = optimizer.scale_loss
+    forward_backward = get_forward_backward_func()
+    use_packed = on_gpu and "attention_backend" in overrides and m.attention == "flash"
+
+    # -- data -------------------------------------------------------------------------------------
+    if provider is None:
+        from specialize.train.data import ShardBlendProvider
+
+        provider = ShardBlendProvider(config.data)
+    evals = t.steps // config.log.eval_every + 1 if config.log.eval_every else 0
+    request = DataRequest(
+        seq_length=t.seq_length, seed=t.seed, train_samples=t.steps * t.global_batch_size,
+        valid_samples=config.log.eval_iters * t.global_batch_size if evals else 0,
+        vocab_size=tokenizer.vocab_size, eod_id=tokenizer.eod_id, tokenizer_fingerprint=tokenizer.fingerprint,
+        cache_dir=config.data.cache_dir or str(output / "data_cache"))
+    splits = provider.build(request)
+    check_dataset(splits.train, "train", t.seq_length, tokenizer.vocab_size)
+    if splits.valid is not None:
+        check_dataset(splits.valid, "valid", t.seq_length, tokenizer.vocab_size)
+
+    # -- resume -----------------------------------------------------------------------------------
+    start_step, bad_in_row, skipped = 0, 0, 0
+    resume_from = latest_checkpoint(output) if config.checkpoint.resume else None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+        start_step, bad_in_row, skipped = state["step"], state["bad_in_row"], state["skipped"]
+    logger = RunLogger(output, enabled=rank == 0, tensorboard=config.log.tensorboard, progress=config.log.progress,
+                       total_steps=t.steps, start_step=start_step)
+    if resume_from is not None:
+        logger.message(f"resumed from {resume_from} at step {start_step}")
+    if init_dir is None and resume_from is None:
+        logger.message(f"{preset.name}: no checkpoint given, starting from random weights")
+    logger.message(f"data: {splits.description}")
+    tokens_per_step = t.global_batch_size * t.seq_length
+    peak = peak_flops(config.log.peak_tflops)
+    flops_token = flops_per_token(preset, t.seq_length)
+
+    def indices(dataset, step):
+        return microbatch_indices(step, global_batch=t.global_batch_size, micro_batch=t.micro_batch_size,
+                                  dp_rank=dp_rank, dp_size=dp_size, num_microbatches=num_microbatches,
+                                  dataset_len=len(dataset))
+
+    def run_batches(dataset, step, forward_only):
+        return forward_backward(
+            forward_step_func=partial(_forward_step, use_packed), data_iterator=StepBatches(dataset, indices(dataset, step), device),
+            model=[model], num_microbatches=num_microbatches, seq_length=t.seq_length,
+            micro_batch_size=t.micro_batch_size, decoder_seq_length=t.seq_length, forward_only=forward_only)
+
+    def validate(step) -> float | None:
+        if splits.valid is None:
+            return None
+        model.eval()
+        total = count = 0.0
+        with torch.no_grad():
+            for i in range(config.log.eval_iters):
+                loss_sum, tokens = _global_loss(run_batches(splits.valid, i, True))
+                total, count = total + loss_sum, count + tokens
+        model.train()
+        value = total / max(count, 1.0)
+        logger.record({"kind": "valid", "step": step, "loss": value})
+        return value
+
+    def save(step):
+        state = {"bad_in_row": bad_in_row, "skipped": skipped, "consumed_samples": step * t.global_batch_size,
+                 "data": splits.description}
+        return save_checkpoint(output, step, model=model, optimizer=optimizer, scheduler=scheduler, preset=preset,
+                               tokenizer_source=tokenizer_source, state=state, config_yaml=config.to_yaml(),
+                               keep_last=config.checkpoint.keep_last)
+
+    # -- loop -------------------------------------------------------------------------------------
+    stop = _StopFlag()
+    stop.install()
+    last_loss = last_valid = None
+    checkpoint = resume_from
+    interrupted = False
+    model.train()
+    step = start_step
+    try:
+        while step < t.steps:
+            started = time.perf_counter()
+            model.zero_grad_buffer()
+            optimizer.zero_grad()
+            losses = run_batches(splits.train, step, False)
+            loss_sum, tokens = _global_loss(losses)
+            loss = loss_sum / max(tokens, 1.0)
+            scheduler.step(increment=1)  # the LR of step k (1-based) is schedule(k)
+            grad_norm = None
+            if math.isfinite(loss):
+                _, grad_norm, _ = optimizer.step()
+                bad_in_row = 0
+            else:  # skip the update; the gradients are discarded by the next zero_grad
+                bad_in_row += 1
+                skipped += 1
+                logger.message(f"step {step + 1}: loss is {loss}; update skipped ({bad_in_row} in a row)")
+                if bad_in_row >= t.max_bad_steps:
+                    raise BadLossError(f"{bad_in_row} non-finite losses in a row at step {step + 1}: stopping "
+                                       f"(lower optimizer.lr, check the data, or resume from an earlier checkpoint)")
+            step += 1
+            elapsed = time.perf_counter() - started
+            last_loss = loss
+            if step % config.log.every == 0 or step == t.steps:
+                throughput = tokens_per_step / elapsed
+                logger.record({
+                    "kind": "train", "step": step, "loss": loss, "lr": scheduler.get_lr(optimizer.param_groups[0]),
+                    "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                    "tokens_per_s": throughput,
+                    "mfu": throughput * flops_token / (peak * world) if peak else None,
+                    "memory_gb": _memory_gb(), "step_time_s": elapsed, "skipped": skipped,
+                })
+            if config.log.eval_every and (step % config.log.eval_every == 0 or step == t.steps):
+                last_valid = validate(step)
+            flag = torch.tensor([1.0 if stop.raised else 0.0], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() or step % config.checkpoint.save_every == 0 or step == t.steps:
+                checkpoint = save(step)
+            if flag.item():
+                interrupted = True
+                logger.message(f"stopped by signal after step {step}; checkpoint {checkpoint}")
+                break
+    finally:
+        stop.restore()
+        logger.close()
+    return RunResult(step, interrupted, last_loss, last_valid, checkpoint, skipped)
