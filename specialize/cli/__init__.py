@@ -21,6 +21,8 @@ app.add_typer(corpus.app, name="corpus")
 # Command groups register below, one line each.
 from specialize.cli import launch  # noqa: E402
 app.add_typer(launch.app, name="launch")
+from specialize.cli import train as _train  # noqa: E402
+_train.register(app)  # `train` and `plot`
 
 
 def main() -> None:
