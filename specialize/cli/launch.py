@@ -48,6 +48,7 @@ def k8s(
     max_restarts: int = typer.Option(10, "--max-restarts", help="JobSet restarts after failures (preemptions do not count)."),
     torchrun_max_restarts: int = typer.Option(3, "--torchrun-max-restarts", help="torchrun's in-place worker restarts."),
     rdzv_port: int = typer.Option(29400, "--rdzv-port"),
+    join_timeout: int = typer.Option(1800, "--join-timeout", help="Seconds torchrun waits for all nodes to join."),
     grace_period: int = typer.Option(300, "--grace-period", help="Seconds between SIGTERM and SIGKILL (final checkpoint)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the manifest here instead of stdout."),
 ) -> None:
@@ -60,7 +61,7 @@ def k8s(
         rdma_resource=rdma_resource, gpu_resource=gpu_resource, cpu=cpu, memory=memory,
         env=_key_values(env, "--env"), node_selector=_key_values(node_selector, "--node-selector"),
         service_account=service_account, max_restarts=max_restarts, torchrun_max_restarts=torchrun_max_restarts,
-        rdzv_port=rdzv_port, grace_period_s=grace_period,
+        rdzv_port=rdzv_port, join_timeout_s=join_timeout, grace_period_s=grace_period,
     )
     try:
         text = to_yaml(render_jobset(job))

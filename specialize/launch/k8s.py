@@ -68,6 +68,8 @@ class K8sTrainJob:
     max_restarts: int = 10  # JobSet restarts after crashes (preemptions do not count)
     torchrun_max_restarts: int = 3  # in-place worker-group restarts (elastic membership changes)
     rdzv_port: int = 29400
+    # Pods start minutes apart (a large image pulls node by node); torchrun's default of 600 s is tight.
+    join_timeout_s: int = 1800
     grace_period_s: int = 300  # time for `specialize train` to write its SIGTERM checkpoint
     image_pull_policy: str = "IfNotPresent"
 
@@ -118,6 +120,8 @@ class K8sTrainJob:
         for flag, value in (("--max-restarts", self.max_restarts), ("--torchrun-max-restarts", self.torchrun_max_restarts)):
             if value < 0:
                 raise ManifestError(f"{flag} must be >= 0, got {value}")
+        if self.join_timeout_s < 1:
+            raise ManifestError(f"--join-timeout must be >= 1 second, got {self.join_timeout_s}")
         if not 1 <= self.rdzv_port <= 65535:
             raise ManifestError(f"--rdzv-port must be a TCP port, got {self.rdzv_port}")
 
@@ -132,6 +136,7 @@ def _container(job: K8sTrainJob) -> dict[str, Any]:
         "--rdzv-id", job.name,
         # k8s expands $(VAR) from the env below: pod 0 of the Indexed Job hosts the c10d store.
         "--node-index", "$(SPECIALIZE_NODE_INDEX)",
+        "--rdzv-conf", f"join_timeout={job.join_timeout_s}",
         "--max-restarts", str(job.torchrun_max_restarts),
         "--",
         *job.train_args,

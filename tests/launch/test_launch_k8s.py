@@ -132,7 +132,7 @@ def test_pod_command_is_a_valid_launcher_call(index, is_host):
     line = result.output.strip()
     assert "--rdzv-endpoint=qwen14b-cpt-node-0-0.qwen14b-cpt:29400" in line
     assert "--nnodes=2:4" in line and "--nproc-per-node=8" in line and "--rdzv-backend=c10d" in line
-    assert f"--rdzv-conf=is_host={is_host}" in line
+    assert f"--rdzv-conf=is_host={is_host},join_timeout=1800" in line
     assert line.endswith("-m specialize.launch.worker train --config megatron_configs/cpt-code.yaml")
 
 

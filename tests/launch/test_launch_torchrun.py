@@ -70,6 +70,19 @@ def test_needs_a_command():
     assert result.exit_code != 0 and "nothing to run" in result.output
 
 
+def test_smoke_outside_torchrun_and_gpu_default_without_gpu_are_clear_errors(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    result = CliRunner().invoke(app, ["smoke"])
+    assert result.exit_code != 0 and "must run under torchrun" in result.output
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the no-GPU error cannot happen here")
+    result = CliRunner().invoke(app, ["torchrun", "--standalone", "--", "train"])
+    assert result.exit_code != 0 and "no GPU is visible" in result.output
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
