@@ -19,10 +19,13 @@ app = typer.Typer(
 )
 app.add_typer(corpus.app, name="corpus")
 # Command groups register below, one line each.
+from specialize.cli import quality as _quality; app.add_typer(_quality.app, name="quality")  # noqa: E402,E702
 from specialize.cli import launch  # noqa: E402
 app.add_typer(launch.app, name="launch")
 from specialize.cli import train as _train  # noqa: E402
 _train.register(app)  # `train` and `plot`
+from specialize.cli import evaluate as _evaluate  # noqa: E402
+_evaluate.register(app)  # `evaluate`
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""``specialize demo``: the whole mission on the embedded defaults, ending in a report."""
