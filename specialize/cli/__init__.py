@@ -26,6 +26,8 @@ from specialize.cli import train as _train  # noqa: E402
 _train.register(app)  # `train` and `plot`
 from specialize.cli import evaluate as _evaluate  # noqa: E402
 _evaluate.register(app)  # `evaluate`
+from specialize.cli import demo as _demo  # noqa: E402
+_demo.register(app)  # `demo`
 
 
 def main() -> None:
