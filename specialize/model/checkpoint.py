@@ -16,6 +16,7 @@ the local spec loads into a GPU model built with TE and back.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ import torch
 from specialize.model.presets import ModelPreset
 
 META_FILE = "specialize.json"
+TOKENIZER_DIR = "tokenizer"
+#: Files that make up a Qwen tokenizer in any of its formats (see specialize.tokenization.qwen).
+TOKENIZER_FILES = ("qwen.tiktoken", "tokenizer.tiktoken", "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
 FORMAT = "specialize-megatron"
 FORMAT_VERSION = 1
 
@@ -83,12 +87,13 @@ def save_model_checkpoint(
     dist.barrier()
     dist_checkpointing.save(model_sharded_state_dict(model), str(directory))
     if dist.get_rank() == 0:
+        tokenizer_source = _copy_tokenizer(tokenizer_source, directory)
         core = unwrap_model(model)
         tp = parallel_state.get_tensor_model_parallel_world_size()
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "preset": preset.to_dict(),
+            "preset": {**preset.to_dict(), "tokenizer": tokenizer_source},
             "tokenizer_source": tokenizer_source,
             "saved_with": {
                 "tp": tp,
@@ -102,6 +107,43 @@ def save_model_checkpoint(
         (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     dist.barrier()
     return directory
+
+
+def _copy_tokenizer(source: str | None, directory: Path) -> str | None:
+    """Copy the tokenizer files into ``directory/tokenizer`` so the checkpoint stands alone.
+
+    Returns what ``specialize.json`` records: None for the embedded vocabulary, else ``"tokenizer"``
+    (relative to the checkpoint directory).
+    """
+    from specialize.tokenization.qwen import TINY_VOCAB_NAME
+
+    if source is None or source == TINY_VOCAB_NAME:
+        return None
+    location = Path(source)
+    if not location.is_absolute() and not location.exists():
+        location = directory / location  # already relative to this checkpoint
+    target = directory / TOKENIZER_DIR
+    if location.resolve() == target.resolve():
+        return TOKENIZER_DIR
+    files = [location] if location.is_file() else [location / name for name in TOKENIZER_FILES]
+    files = [path for path in files if path.is_file()]
+    if not files:
+        raise FileNotFoundError(f"{location}: no tokenizer files to copy (looked for {', '.join(TOKENIZER_FILES)})")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.copyfile(path, target / path.name)
+    return TOKENIZER_DIR
+
+
+def checkpoint_tokenizer(directory: str | Path):
+    """The QwenTokenizer a checkpoint was made with."""
+    from specialize.tokenization import load_tokenizer
+
+    source = read_checkpoint_meta(directory).get("tokenizer_source")
+    if source is None:
+        return load_tokenizer(None)
+    location = Path(source)
+    return load_tokenizer(location if location.is_absolute() else Path(directory) / location)
 
 
 def read_checkpoint_meta(directory: str | Path) -> dict:

@@ -295,7 +295,10 @@ def preset_from_directory(directory: Path) -> ModelPreset:
         data = json.loads(meta.read_text(encoding="utf-8"))
         if "preset" not in data:
             raise ValueError(f"{meta}: no 'preset' entry")
-        return ModelPreset.from_dict(data["preset"])
+        preset = ModelPreset.from_dict(data["preset"])
+        if preset.tokenizer is not None and not Path(preset.tokenizer).is_absolute():
+            preset.tokenizer = str(directory / preset.tokenizer)  # stored relative to the checkpoint
+        return preset
     config = read_hf_config(directory)
     has_tokenizer = any(
         (directory / f).is_file() for f in ("qwen.tiktoken", "tokenizer.json", "vocab.json")

@@ -1,0 +1,145 @@
+"""Hugging Face Qwen checkpoint -> specialize megatron checkpoint (dist_checkpointing).
+
+Each of the ``tp * pp`` ranks builds its own stage/TP slice of the megatron model and fills it
+from the HF files, reading one HF tensor (group) at a time and keeping only its slice; then all
+ranks save collectively. The result loads at any TP/PP. Peak memory is this rank's share of the
+model plus the largest tensor, never the whole model twice.
+
+Run it inside an existing ``tp * pp``-process group (torchrun), or from one process: with
+``tp * pp > 1`` it spawns the ranks itself (gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from specialize.convert.hf_io import CheckpointError, HFWeights
+from specialize.convert.resolve import resolve_checkpoint
+from specialize.convert.tables import ConversionTable, global_layer_name, table_for
+from specialize.model.presets import ModelPreset, get_preset
+
+
+def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: ConversionTable) -> None:
+    """Every tensor the table needs is there, and nothing unknown is (wrong architecture)."""
+    expected = set(table.expected_hf_names(preset.num_layers, preset.tie_word_embeddings))
+    present = weights.names()
+    missing = sorted(expected - present)
+    if missing:
+        raise CheckpointError(
+            f"{weights.directory}: tensor {missing[0]} is missing from the checkpoint"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    allowed_extra = {"lm_head.weight"} if preset.tie_word_embeddings else set()
+    unexpected = sorted(name for name in present - expected - allowed_extra if not table.is_ignored(name))
+    if unexpected:
+        raise CheckpointError(
+            f"{weights.file_of(unexpected[0])}: unexpected tensor {unexpected[0]} for a {table.family} model "
+            f"with {preset.num_layers} layers" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+        )
+
+
+def load_hf_weights(model, weights: HFWeights, preset: ModelPreset) -> None:
+    """Copy HF tensors into this rank's megatron parameters (any TP rank / PP stage)."""
+    from megatron.core import parallel_state
+
+    from specialize.model.checkpoint import unwrap_model
+
+    table = table_for(preset.family)
+    core = unwrap_model(model)
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    tp_rank = parallel_state.get_tensor_model_parallel_rank()
+    layer_numbers = [layer.layer_number for layer in core.decoder.layers] if hasattr(core, "decoder") else []
+    for local_name, param in core.named_parameters():
+        name = global_layer_name(local_name, layer_numbers)
+        mapping, layer = table.lookup(name)
+        hf_names = mapping.hf_names(layer)
+        if name == "output_layer.weight" and preset.tie_word_embeddings:
+            hf_names = [table.tied_output]  # the last stage's copy of the tied embedding
+        partition_dim = param.partition_dim if getattr(param, "tensor_model_parallel", False) else None
+        full_shape = list(param.shape)
+        if partition_dim is not None:
+            full_shape[partition_dim] *= tp
+        expected = mapping.transform.hf_shapes(tuple(full_shape), preset)
+        hf_tensors = [weights.get(hf_name, shape) for hf_name, shape in zip(hf_names, expected)]
+        full = mapping.transform.to_megatron(hf_tensors, preset, tuple(full_shape))
+        local = mapping.transform.tp_shard(full, tp_rank, tp, partition_dim)
+        with torch.no_grad():
+            param.copy_(local)
+        del hf_tensors, full, local
+
+
+def _checkpoint_dtype(weights: HFWeights, table: ConversionTable) -> torch.dtype:
+    embedding = table.mappings[0].hf[0]
+    return weights.dtype(embedding)
+
+
+def convert_on_this_rank(source: Path, destination: Path, tp: int, pp: int, dtype: torch.dtype | None) -> None:
+    """The collective part: build this rank's slice, fill it, save. Parallel state must be set up."""
+    from specialize.model.build import build_gpt_model, transformer_config
+    from specialize.model.checkpoint import save_model_checkpoint
+
+    preset = get_preset(source)
+    table = table_for(preset.family)
+    weights = HFWeights(source)
+    check_tensor_names(weights, preset, table)
+    dtype = dtype or _checkpoint_dtype(weights, table)
+    config = transformer_config(preset, tp=tp, pp=pp, params_dtype=dtype, perform_initialization=False)
+    model = build_gpt_model(preset, config)
+    load_hf_weights(model, weights, preset)
+    save_model_checkpoint(
+        model, destination, preset, preset.tokenizer,
+        extra={"converted_from": {"source": str(source), "family": preset.family}},
+    )
+
+
+def _spawned_rank(rank: int, world_size: int, port: int, source: str, destination: str, tp: int, pp: int,
+                  dtype: torch.dtype | None) -> None:
+    from specialize.model.parallel import destroy_parallel, initialize_parallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    initialize_parallel(tp=tp, pp=pp)
+    try:
+        convert_on_this_rank(Path(source), Path(destination), tp, pp, dtype)
+    finally:
+        destroy_parallel()
+
+
+def hf_to_megatron(src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *, dtype: torch.dtype | None = None) -> Path:
+    """Convert a HF Qwen checkpoint (directory or known name) into a megatron checkpoint at ``dst``.
+
+    ``tp``/``pp`` set the layout the conversion runs at (and the vocabulary padding recorded);
+    the checkpoint itself loads at any layout. ``dtype`` defaults to the checkpoint's.
+    """
+    import torch.distributed as dist
+
+    from specialize.model.parallel import destroy_parallel, free_port, initialize_parallel
+
+    source = resolve_checkpoint(src)
+    destination = Path(dst)
+    preset = get_preset(source)
+    preset.validate_parallel(tp, pp)
+    # Fail on a bad checkpoint here, before starting processes.
+    check_tensor_names(HFWeights(source), preset, table_for(preset.family))
+    world = tp * pp
+    if dist.is_initialized():
+        if dist.get_world_size() != world:
+            raise RuntimeError(f"running in a {dist.get_world_size()}-process group but tp x pp = {world}")
+        initialize_parallel(tp, pp)  # reuses the process group (torchrun)
+        convert_on_this_rank(source, destination, tp, pp, dtype)
+    elif world == 1:
+        initialize_parallel(1, 1)
+        try:
+            convert_on_this_rank(source, destination, tp, pp, dtype)
+        finally:
+            destroy_parallel()
+    else:
+        import torch.multiprocessing as mp
+
+        if torch.cuda.is_available() and torch.cuda.device_count() < world:
+            raise RuntimeError(f"tp x pp = {world} needs {world} GPUs, found {torch.cuda.device_count()}")
+        mp.spawn(_spawned_rank, args=(world, free_port(), str(source), str(destination), tp, pp, dtype), nprocs=world)
+    return destination

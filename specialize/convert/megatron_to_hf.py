@@ -1,0 +1,130 @@
+"""specialize megatron checkpoint -> Hugging Face ``Qwen2ForCausalLM`` checkpoint.
+
+The format people serve and evaluate with: safetensors shards + index, ``config.json``,
+``generation_config.json`` and the tokenizer files, loadable by ``transformers`` without remote
+code. Qwen 1.0 models export in this format too (same block: MHA is GQA with groups = heads).
+
+The checkpoint is loaded (resharded by dist_checkpointing) into a TP=1/PP=1 model in this
+process; each shard's tensors are then produced from it, written and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from specialize.convert.hf_io import TensorGroup, write_sharded_safetensors
+from specialize.convert.tables import QWEN2
+from specialize.model.presets import ModelPreset
+
+DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
+
+
+def hf_config(preset: ModelPreset, dtype: torch.dtype, *, bos_id: int, eos_id: int) -> dict:
+    """``config.json`` of a Qwen2ForCausalLM with this preset's architecture."""
+    dtype_name = str(dtype).removeprefix("torch.")
+    config = {
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "hidden_size": preset.hidden_size,
+        "intermediate_size": preset.ffn_hidden_size,
+        "num_hidden_layers": preset.num_layers,
+        "num_attention_heads": preset.num_attention_heads,
+        "num_key_value_heads": preset.num_query_groups,
+        "hidden_act": "silu",
+        "max_position_embeddings": preset.max_position_embeddings,
+        "rms_norm_eps": preset.norm_epsilon,
+        "rope_theta": preset.rotary_base,  # transformers 4.x key
+        "rope_parameters": {"rope_type": "default", "rope_theta": preset.rotary_base},  # transformers 5
+        "tie_word_embeddings": preset.tie_word_embeddings,
+        "vocab_size": preset.vocab_size,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "max_window_layers": preset.num_layers,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "torch_dtype": dtype_name,
+        "dtype": dtype_name,
+    }
+    if preset.kv_channels and preset.kv_channels != preset.hidden_size // preset.num_attention_heads:
+        config["head_dim"] = preset.kv_channels
+    return config
+
+
+def export_groups(params: dict[str, torch.Tensor], preset: ModelPreset, dtype: torch.dtype) -> list[TensorGroup]:
+    """HF tensor groups in HF's order, each produced lazily from the megatron parameter."""
+    groups = []
+    for mapping in QWEN2.mappings:
+        layers = range(preset.num_layers) if "*" in mapping.megatron else [None]
+        for layer in layers:
+            name = mapping.megatron.replace("*", str(layer)) if layer is not None else mapping.megatron
+            if name == "output_layer.weight" and preset.tie_word_embeddings:
+                continue  # HF ties lm_head to embed_tokens: no tensor of its own
+            tensor = params[name]
+            groups.append(TensorGroup(
+                names=mapping.hf_names(layer),
+                shapes=mapping.transform.hf_shapes(tuple(tensor.shape), preset),
+                dtype=dtype,
+                produce=lambda t=tensor, transform=mapping.transform: transform.to_hf(t.detach(), preset),
+            ))
+    return groups
+
+
+def megatron_to_hf(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    chat_template: str | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> Path:
+    """Export the megatron checkpoint ``src`` as a HF Qwen2ForCausalLM checkpoint in ``dst``.
+
+    ``chat_template`` (a Jinja ChatML template) goes into ``tokenizer_config.json`` and makes
+    ``<|im_end|>`` the end-of-sequence token, for SFT models.
+    """
+    import torch.distributed as dist
+
+    from specialize.model.build import build_gpt_model, transformer_config
+    from specialize.model.checkpoint import (
+        cast_dtype,
+        checkpoint_tokenizer,
+        load_model_checkpoint,
+        read_checkpoint_meta,
+    )
+    from specialize.model.parallel import destroy_parallel, initialize_parallel
+
+    source, destination = Path(src), Path(dst)
+    meta = read_checkpoint_meta(source)
+    preset = ModelPreset.from_dict(meta["preset"])
+    dtype = cast_dtype(meta["saved_with"]["params_dtype"])
+    tokenizer = checkpoint_tokenizer(source)
+    if dist.is_initialized() and dist.get_world_size() != 1:
+        raise RuntimeError("megatron_to_hf runs in one process (it reshards to TP=1/PP=1); call it outside torchrun")
+    initialize_parallel(1, 1)
+    try:
+        config = transformer_config(preset, params_dtype=dtype, perform_initialization=False)
+        model = build_gpt_model(preset, config)
+        load_model_checkpoint(model, source)
+        params = {name: param.to("cpu") for name, param in model.named_parameters()}
+        destination.mkdir(parents=True, exist_ok=True)
+        write_sharded_safetensors(destination, export_groups(params, preset, dtype), max_shard_bytes)
+    finally:
+        destroy_parallel()
+    eos_id = tokenizer.im_end_id if chat_template else tokenizer.eod_id
+    config_json = hf_config(preset, dtype, bos_id=tokenizer.eod_id, eos_id=eos_id)
+    (destination / "config.json").write_text(json.dumps(config_json, indent=2) + "\n", encoding="utf-8")
+    generation = {
+        "bos_token_id": tokenizer.eod_id,
+        "eos_token_id": [tokenizer.im_end_id, tokenizer.eod_id] if chat_template else tokenizer.eod_id,
+        "pad_token_id": tokenizer.eod_id,
+        "do_sample": False,
+        "max_new_tokens": 2048,
+    }
+    (destination / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
+    tokenizer.save_hf(destination, chat_template=chat_template, model_max_length=preset.max_position_embeddings)
+    return destination

@@ -1,0 +1,85 @@
+"""HF <-> megatron conversion, single process: logits equal transformers', round trips are bit-identical."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY, hf_logits, make_hf_qwen2, sample_tokens, write_qwen1_checkpoint
+
+from specialize.convert import hf_to_megatron, megatron_to_hf
+from specialize.convert.hf_io import HFWeights
+
+transformers = pytest.importorskip("transformers")
+
+
+def megatron_logits(checkpoint, tokens):
+    """Logits of a converted checkpoint, computed by megatron-core at TP=1/PP=1."""
+    from specialize.model.build import build_gpt_model, transformer_config
+    from specialize.model.checkpoint import load_model_checkpoint
+    from specialize.model.parallel import destroy_parallel, initialize_parallel
+    from specialize.model.presets import get_preset
+
+    initialize_parallel(1, 1)
+    try:
+        preset = get_preset(checkpoint)
+        model = build_gpt_model(preset, transformer_config(preset), parallel_output=False)
+        load_model_checkpoint(model, checkpoint)
+        model.eval()
+        positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
+        with torch.no_grad():
+            return model(tokens, positions, None)
+    finally:
+        destroy_parallel()
+
+
+def all_tensors(directory):
+    weights = HFWeights(directory)
+    return {name: weights.get(name) for name in weights.names()}
+
+
+@pytest.mark.parametrize("fixture", ["hf_untied", "hf_tied"])
+def test_qwen2_import_matches_transformers_and_exports_bit_identically(fixture, request, tmp_path):
+    hf_dir, hf_model = request.getfixturevalue(fixture)
+    tokens = sample_tokens()
+    hf_to_megatron(hf_dir, tmp_path / "megatron")
+
+    logits = megatron_logits(tmp_path / "megatron", tokens)
+    vocab = TINY["vocab_size"]
+    assert logits.shape[-1] == 8576  # padded to a multiple of 128
+    assert (logits[..., :vocab] - hf_logits(hf_model, tokens)).abs().max().item() <= 1e-4
+    assert torch.all(logits[..., vocab:] == 0)  # padding rows of the LM head are zero
+
+    megatron_to_hf(tmp_path / "megatron", tmp_path / "exported")
+    original, exported = all_tensors(hf_dir), all_tensors(tmp_path / "exported")
+    assert sorted(exported) == sorted(original)
+    for name, tensor in original.items():
+        assert exported[name].dtype == tensor.dtype and torch.equal(exported[name], tensor), name
+    assert ("lm_head.weight" in exported) is (fixture == "hf_untied")
+
+    config = json.loads((tmp_path / "exported" / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForCausalLM"] and config["vocab_size"] == vocab
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "exported").eval()
+    assert torch.equal(hf_logits(reloaded, tokens), hf_logits(hf_model, tokens))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "exported")
+    from specialize.tokenization import load_tokenizer
+
+    text = "def area(r):\n    return 3.14159 * r ** 2\n"
+    assert tokenizer(text)["input_ids"] == load_tokenizer(None).encode(text)
+    generation = json.loads((tmp_path / "exported" / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == load_tokenizer(None).eod_id
+
+
+@pytest.mark.parametrize("old_keys", [False, True], ids=["new-config-keys", "old-config-keys"])
+def test_qwen1_checkpoint_imports_to_the_same_function(old_keys, tmp_path):
+    heads = TINY["num_attention_heads"]
+    hf_model = make_hf_qwen2(tmp_path / "qwen2", tied=False, seed=3, num_key_value_heads=heads)
+    write_qwen1_checkpoint(hf_model, tmp_path / "qwen1", old_keys=old_keys)
+    hf_to_megatron(tmp_path / "qwen1", tmp_path / "megatron")
+    meta = json.loads((tmp_path / "megatron" / "specialize.json").read_text())
+    assert meta["preset"]["family"] == "qwen" and meta["preset"]["ffn_hidden_size"] == TINY["intermediate_size"]
+    assert (tmp_path / "megatron" / "tokenizer" / "qwen.tiktoken").is_file()
+    tokens = sample_tokens()
+    logits = megatron_logits(tmp_path / "megatron", tokens)
+    assert (logits[..., : TINY["vocab_size"]] - hf_logits(hf_model, tokens)).abs().max().item() <= 1e-4
