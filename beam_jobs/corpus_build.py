@@ -193,10 +193,20 @@ def build_pipeline(
     num_shards: int,
 ) -> None:
     spec = TokenizerSpec(settings.tokenizer)
-    rejected = [pipeline | "DiscoveryRejections" >> beam.Create(discovered_rejections)]
-
-    files_pc = pipeline | "ListedFiles" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
-    documents, read_rejected = files_pc | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
+    # The file list travels as listing files, not inside the pipeline graph: a corpus of millions of
+    # files would blow past a runner's job-size limit (Dataflow: 10 MB) and slow graph construction.
+    listing_parts = write_listing(outputs.join(settings.output, STATS_DIR, "listing"), files, discovered_rejections)
+    files_pc, listed_rejections = (
+        pipeline
+        | "ListingParts" >> beam.Create(listing_parts)
+        | "ReadListing" >> DocumentStage(read_listing, label="ReadListing")
+    )
+    rejected = [listed_rejections]
+    documents, read_rejected = (
+        files_pc
+        | "Spread" >> beam.Reshuffle()
+        | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
+    )
     rejected.append(read_rejected)
 
     # --- Quality stages (issue 3) plug in here: each is `documents, dropped = documents | Stage(...)`,
@@ -212,6 +222,26 @@ def build_pipeline(
         | "AllRejections" >> beam.Flatten()
         | "ReportRejections" >> ReportRejections(outputs.join(settings.output, STATS_DIR), settings.samples_per_reason)
     )
+
+
+LISTING_PART_SIZE = 2000
+
+
+def write_listing(directory: str, files: list[InputFile], rejections: list[Rejection]) -> list[str]:
+    """Write the discovered files (and files rejected at discovery) as JSONL parts; return their paths."""
+    entries = [json.dumps({"file": asdict(f)}) for f in files] + [json.dumps({"rejection": asdict(r)}) for r in rejections]
+    parts = []
+    for index in range(0, max(len(entries), 1), LISTING_PART_SIZE):
+        path = outputs.join(directory, f"part-{index // LISTING_PART_SIZE:05d}.jsonl")
+        outputs.write_atomic(path, "\n".join(entries[index : index + LISTING_PART_SIZE]).encode())
+        parts.append(path)
+    return parts
+
+
+def read_listing(path: str):
+    for line in outputs.read_bytes(path).decode("utf-8").splitlines():
+        entry = json.loads(line)
+        yield InputFile(**entry["file"]) if "file" in entry else Rejection(**entry["rejection"])
 
 
 def _clear_previous_build(output_dir: str) -> None:
