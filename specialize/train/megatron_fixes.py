@@ -1,6 +1,12 @@
-"""One fix to megatron-core 0.16's distributed optimizer, applied at the depth of the cause.
+"""Two fixes to megatron-core 0.16's distributed optimizer with the plain torch AdamW (no Apex / TE:
+every CPU run, and GPU runs without the ``gpu`` extra). Both only matter when loading a checkpoint.
 
-With the plain torch AdamW (no Apex / Transformer Engine: every CPU run, and GPU runs without the
+1. ``DistributedOptimizer.load_state_dict`` gives every parameter's state the *same* ``step`` tensor;
+   torch's AdamW increments ``state["step"]`` in place once per parameter, so after a resume the
+   shared counter runs N parameters times too fast and the bias correction is wrong (the loss log
+   of a resumed run drifts from the uninterrupted one from the second step after the resume). We give
+   each parameter its own copy after loading.
+2. With the plain torch AdamW (no Apex / Transformer Engine: every CPU run, and GPU runs without the
 ``gpu`` extra), ``DistributedOptimizer.load_state_dict`` puts the torch ``step`` into each parameter's
 state, and the "fully_reshardable" checkpoint loader then copies *every* state key from the checkpoint
 tensors, which never hold ``step`` (it is saved per param group): ``KeyError: 'step'``. We copy the keys
@@ -8,6 +14,8 @@ the checkpoint provides and leave ``step`` to the param-group path that restores
 """
 
 from __future__ import annotations
+
+import torch
 
 _APPLIED = False
 
@@ -31,4 +39,15 @@ def apply() -> None:
             destination[key].copy_(value)
 
     cls._set_main_param_and_optimizer_states = set_states
+
+    original_load = cls.load_state_dict
+
+    def load_state_dict(self, state_dict):
+        original_load(self, state_dict)
+        inner = getattr(self.optimizer, "state", {})
+        for param_state in inner.values():
+            if isinstance(param_state.get("step"), torch.Tensor):
+                param_state["step"] = param_state["step"].clone()
+
+    cls.load_state_dict = load_state_dict
     _APPLIED = True
