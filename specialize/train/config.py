@@ -217,6 +217,9 @@ def check_config(config: RunConfig, world_size: int) -> int:
         raise ConfigError(f"model.attention {m.attention!r}: expected auto, local or flash")
     if t.steps < 1 or t.seq_length < 2:
         raise ConfigError("train.steps must be >= 1 and train.seq_length >= 2")
+    if warmup_steps(config) >= t.steps:
+        raise ConfigError(f"{warmup_steps(config)} warmup steps leave no step of train.steps {t.steps} after them; "
+                          "lower optimizer.warmup_steps / warmup_fraction")
     return t.global_batch_size // (t.micro_batch_size * dp)
 
 
