@@ -28,6 +28,7 @@ from specialize.cli import evaluate as _evaluate  # noqa: E402
 _evaluate.register(app)  # `evaluate`
 from specialize.cli import demo as _demo  # noqa: E402
 _demo.register(app)  # `demo`
+from specialize.cli import sft as _sft; app.add_typer(_sft.app, name="sft")  # noqa: E402,E702
 
 
 def main() -> None:

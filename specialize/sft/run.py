@@ -1,0 +1,196 @@
+"""``specialize sft``: SFT config + the model's tokenizer + the SFT provider -> the shared training
+runtime (``specialize.train.runtime.run_training``) -> a Hugging Face export with the chat template.
+
+Nothing here trains: the loop, parallelism, checkpoints, exact resume and logging are the runtime's.
+A run directory holds the runtime's files plus ``sft.yaml`` (the ``sft:`` section, read back by the
+export for the system prompt of the chat template) and ``hf/`` (the export).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from specialize.sft.chatml import chat_template
+from specialize.sft.provider import SftDataConfig
+from specialize.tokenization import QwenTokenizer, load_tokenizer
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "megatron_configs"
+SFT_FILE = "sft.yaml"
+HF_DIR = "hf"
+
+
+def default_config_path(source: str | None, domain: str) -> Path:
+    """sft-tiny.yaml for the embedded tiny model, else sft-<domain>.yaml."""
+    if source is None or _preset_name(source) == "qwen-tiny":
+        return CONFIG_DIR / "sft-tiny.yaml"
+    return CONFIG_DIR / f"sft-{domain}.yaml"
+
+
+def load_sft_config(path: str | Path | None, overrides: list[str] = ()):
+    """(RunConfig, SftDataConfig) from a YAML whose ``sft:`` section is ours and the rest the runtime's.
+
+    Unknown keys are errors naming the file or the override (the runtime's config rules).
+    """
+    from specialize.train.config import ConfigError, RunConfig, apply_mapping
+
+    run, sft = RunConfig(), SftDataConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found (see megatron_configs/sft-*.yaml)") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        apply_mapping(sft, mapping.pop("sft", None) or {}, f"{path}: sft")
+        apply_mapping(run, mapping, str(path))
+    apply_overrides(run, sft, overrides)
+    return run, sft
+
+
+def apply_overrides(run, sft: SftDataConfig, overrides: list[str]) -> None:
+    """``--set sft.key=value`` goes to the SFT section, every other ``--set`` to the run config."""
+    from specialize.train.config import apply_override
+
+    for assignment in overrides:
+        if assignment.startswith("sft."):
+            apply_override(sft, assignment[len("sft."):])
+        else:
+            apply_override(run, assignment)
+    check_sft_config(sft)
+
+
+def check_sft_config(sft: SftDataConfig) -> None:
+    from specialize.sft.packing import OVERLENGTH_POLICIES
+    from specialize.sft.samples import DOMAINS
+    from specialize.train.config import ConfigError
+
+    if sft.domain not in DOMAINS:
+        raise ConfigError(f"sft.domain {sft.domain!r}: expected one of {', '.join(DOMAINS)}")
+    if sft.overlength not in OVERLENGTH_POLICIES:
+        raise ConfigError(f"sft.overlength {sft.overlength!r}: expected one of {', '.join(OVERLENGTH_POLICIES)}")
+    try:
+        sft.mask_options()
+    except ValueError as err:
+        raise ConfigError(f"sft.{err}") from None
+
+
+def resolve_source(source: str) -> str:
+    """A run directory (``<run>/checkpoints/latest``) becomes its newest model checkpoint."""
+    from specialize.train.checkpointing import latest_checkpoint
+
+    path = Path(source)
+    if (path / "checkpoints" / "latest").is_file():
+        return str(latest_checkpoint(path) / "model")
+    return source
+
+
+def _preset_name(source: str) -> str | None:
+    from specialize.model.checkpoint import META_FILE, checkpoint_preset
+
+    path = Path(resolve_source(source))
+    for candidate in (path, path / "model"):
+        if (candidate / META_FILE).is_file():
+            return checkpoint_preset(candidate).name
+    return None if path.exists() else source
+
+
+def model_tokenizer(source: str) -> QwenTokenizer:
+    """The tokenizer the runtime will use for ``--from source`` (its checkpoint's, or the preset's)."""
+    from specialize.model.checkpoint import META_FILE, checkpoint_tokenizer
+    from specialize.model.presets import get_preset
+
+    path = Path(resolve_source(source))
+    for candidate in (path, path / "model"):
+        if (candidate / META_FILE).is_file():
+            return checkpoint_tokenizer(candidate)
+    if (path / "config.json").is_file():
+        return load_tokenizer(path)
+    return load_tokenizer(get_preset(source).tokenizer)
+
+
+def data_files(sft: SftDataConfig, output: Path) -> list[Path]:
+    """The configured files, or the embedded sample of ``sft.domain`` (written once under the run)."""
+    if sft.data:
+        return [Path(p) for p in sft.data]
+    from specialize.sft.samples import write_embedded
+
+    path = output / "data" / f"embedded-{sft.domain}.jsonl"
+    if not path.is_file():
+        write_embedded(sft.domain, path)
+    return [path]
+
+
+def run_sft(run, sft: SftDataConfig):
+    """Train (collective under torchrun) and, on rank 0, export. Returns (RunResult, hf dir or None)."""
+    from specialize.model.parallel import destroy_parallel
+    from specialize.train.runtime import run_training
+
+    run.model.source = resolve_source(run.model.source)
+    output = Path(run.output)
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        files = data_files(sft, output)
+        (output / SFT_FILE).write_text(yaml.safe_dump(asdict(sft), sort_keys=False), encoding="utf-8")
+    else:
+        files = None
+    provider = _DeferredFiles(sft, run.model.source, output, files)
+    try:
+        result = run_training(run, provider)
+    finally:
+        destroy_parallel()
+    hf = None
+    if sft.export and rank == 0 and not result.interrupted:
+        hf = export_run(output) if world == 1 else export_in_subprocess(output)
+    return result, hf
+
+
+class _DeferredFiles:
+    """The SFT provider, with files decided on rank 0 (the embedded sample is written there once)."""
+
+    def __init__(self, sft: SftDataConfig, source: str, output: Path, files: list[Path] | None) -> None:
+        self.sft, self.source, self.output, self.files = sft, source, output, files
+
+    def build(self, request):
+        import torch.distributed as dist
+
+        from specialize.sft.provider import SFTProvider
+
+        dist.barrier()  # rank 0 has written the embedded sample
+        files = self.files if self.files is not None else data_files(self.sft, self.output)
+        return SFTProvider(self.sft, files, model_tokenizer(self.source)).build(request)
+
+
+def export_run(run_dir: str | Path, destination: str | Path | None = None) -> Path:
+    """Export the newest checkpoint of an SFT run as a HF Qwen2ForCausalLM with the ChatML template."""
+    from specialize.convert import megatron_to_hf
+    from specialize.train.checkpointing import latest_checkpoint
+
+    run_dir = Path(run_dir)
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint to export (no checkpoints/latest)")
+    sft_file = run_dir / SFT_FILE
+    system_prompt = SftDataConfig().system_prompt
+    if sft_file.is_file():
+        system_prompt = (yaml.safe_load(sft_file.read_text(encoding="utf-8")) or {}).get("system_prompt", system_prompt)
+    return megatron_to_hf(latest / "model", Path(destination or run_dir / HF_DIR), chat_template=chat_template(system_prompt))
+
+
+def export_in_subprocess(run_dir: Path) -> Path:
+    """After a torchrun job the export runs in a fresh single process (it reshards to TP=1/PP=1)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                        "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")}
+    subprocess.run([sys.executable, "-m", "specialize.cli", "sft", "export", str(run_dir)], check=True, env=env)
+    return run_dir / HF_DIR
