@@ -41,6 +41,24 @@ def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: Conversio
         )
 
 
+def tp_partition_dims(model) -> dict[str, int]:
+    """Parameter name -> the dim megatron splits it along under TP (absent: replicated).
+
+    Read from the module types, not from the ``partition_dim`` attributes: megatron sets those
+    only while initialising weights, and conversion builds with ``perform_initialization=False``.
+    """
+    from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding
+
+    dims: dict[str, int] = {}
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        if isinstance(module, (VocabParallelEmbedding, ColumnParallelLinear)):
+            dims.update({f"{prefix}{name}": 0 for name, _ in module.named_parameters(recurse=False)})
+        elif isinstance(module, RowParallelLinear):
+            dims[f"{prefix}weight"] = 1  # the bias of a row-parallel layer is replicated
+    return dims
+
+
 def load_hf_weights(model, weights: HFWeights, preset: ModelPreset) -> None:
     """Copy HF tensors into this rank's megatron parameters (any TP rank / PP stage)."""
     from megatron.core import parallel_state
@@ -52,13 +70,14 @@ def load_hf_weights(model, weights: HFWeights, preset: ModelPreset) -> None:
     tp = parallel_state.get_tensor_model_parallel_world_size()
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     layer_numbers = [layer.layer_number for layer in core.decoder.layers] if hasattr(core, "decoder") else []
+    partition_dims = tp_partition_dims(core)
     for local_name, param in core.named_parameters():
         name = global_layer_name(local_name, layer_numbers)
         mapping, layer = table.lookup(name)
         hf_names = mapping.hf_names(layer)
         if name == "output_layer.weight" and preset.tie_word_embeddings:
             hf_names = [table.tied_output]  # the last stage's copy of the tied embedding
-        partition_dim = param.partition_dim if getattr(param, "tensor_model_parallel", False) else None
+        partition_dim = partition_dims.get(local_name)
         full_shape = list(param.shape)
         if partition_dim is not None:
             full_shape[partition_dim] *= tp
