@@ -80,12 +80,25 @@ def _mix64(z: np.ndarray) -> np.ndarray:
     return z
 
 
+_TOKEN_BYTE = ~np.isin(np.arange(256), np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8))
+
+
 def word_hashes(text: str) -> np.ndarray:
     """64-bit hashes of the lower-cased words of ``text``, in order (uint64 array)."""
+    return _run_hashes(text, _WORD_BYTE)
+
+
+def whitespace_token_hashes(text: str) -> np.ndarray:
+    """64-bit hashes of the lower-cased whitespace-separated tokens of ``text`` (decontamination)."""
+    return _run_hashes(text, _TOKEN_BYTE)
+
+
+def _run_hashes(text: str, member: np.ndarray) -> np.ndarray:
+    """Hashes of the maximal runs of bytes for which ``member[byte]`` is true."""
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     if data.size == 0:
         return np.zeros(0, dtype=np.uint64)
-    is_word = _WORD_BYTE[data]
+    is_word = member[data]
     edges = np.diff(is_word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
@@ -109,13 +122,19 @@ def shingle_hashes(text: str, ngram: int) -> np.ndarray:
     words = word_hashes(text)
     if words.size == 0:
         return words
-    width = min(ngram, words.size)
-    count = words.size - width + 1
-    shingles = words[:count].copy()
-    for k in range(1, width):
-        shingles *= np.uint64(_Q)
-        shingles += words[k : k + count]
-    return np.unique(_mix64(shingles))
+    return np.unique(ngram_hashes(words, min(ngram, words.size)))
+
+
+def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
+    """Mixed 64-bit hashes of every run of ``n`` consecutive token hashes (empty when fewer tokens)."""
+    count = tokens.size - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    grams = tokens[:count].copy()
+    for k in range(1, n):
+        grams *= np.uint64(_Q)
+        grams += tokens[k : k + count]
+    return _mix64(grams)
 
 
 def _seeded_u64(seed: int, label: str, count: int) -> np.ndarray:

@@ -1,0 +1,62 @@
+"""Decontamination as a Beam stage: drop documents that share an n-gram with a benchmark test item.
+
+The n-gram index (a few MB even for HumanEval + MBPP + GSM8K + MATH) travels with the DoFn to every
+worker; each document is checked with one vectorised lookup. Rejections are
+``decontaminate/contaminated_<benchmark>`` (the first benchmark by name when several match) and
+``_stats/stage-decontaminate.json`` lists, per benchmark, how many documents were removed and which
+item ids matched, so a user can audit every removal.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from beam_jobs.stage_stats import WriteStageStats
+from beam_jobs.stages import KEPT, REJECTED, SAMPLE_CHARS
+from specialize.corpus.document import Document, Rejection
+from specialize.decontam.benchmarks import load_benchmark
+from specialize.decontam.index import NgramIndex
+
+STAGE = "decontaminate"
+
+
+def build_index(specs: list[str], n: int = 10) -> NgramIndex:
+    """The index of every benchmark in ``specs`` (``NAME`` or ``NAME=PATH``), loaded before Beam starts."""
+    items = [item for spec in specs for item in load_benchmark(spec)]
+    return NgramIndex(items, n)
+
+
+class _CheckFn(beam.DoFn):
+    def __init__(self, index: NgramIndex):
+        self._index = index
+
+    def process(self, document: Document):
+        found = self._index.check(document.text)
+        if found is None:
+            yield document
+            return
+        first = found.benchmarks[0]
+        detail = "; ".join(f"{b}: {', '.join(ids[:20])}{' ...' if len(ids) > 20 else ''}" for b, ids in found.matches.items())
+        yield beam.pvalue.TaggedOutput(REJECTED, Rejection(STAGE, f"contaminated_{first}", document.source,
+                                                           document.num_bytes, detail, document.text[:SAMPLE_CHARS]))
+        yield beam.pvalue.TaggedOutput("stats", {"benchmarks": {
+            b: {"documents_removed": 1 if b == first else 0, "documents_matching": 1, "matched_items": ids}
+            for b, ids in found.matches.items()}})
+
+
+class Decontaminate(beam.PTransform):
+    """Documents -> (clean documents, rejections); per-benchmark audit in ``stage-decontaminate.json``."""
+
+    def __init__(self, index: NgramIndex, stats_dir: str | None = None):
+        super().__init__()
+        self._index, self._stats_dir = index, stats_dir
+
+    def expand(self, documents):
+        outputs = documents | beam.ParDo(_CheckFn(self._index)).with_outputs(REJECTED, "stats", main=KEPT)
+        if self._stats_dir is not None:
+            summary = self._index.summary()
+            base = {"ngram": self._index.n, "benchmarks": {
+                b: {**figures, "documents_removed": 0, "documents_matching": 0, "matched_items": []}
+                for b, figures in summary.items()}}
+            outputs["stats"] | WriteStageStats(self._stats_dir, STAGE, base)
+        return outputs[KEPT], outputs[REJECTED]

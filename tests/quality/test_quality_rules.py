@@ -1,0 +1,70 @@
+"""Rule filters, secrets and settings, one planted input per reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from specialize.quality.code_rules import CodeFilterSettings, code_verdict
+from specialize.quality.math_rules import MathFilterSettings, math_score, math_verdict
+from specialize.quality.secrets import find_secret, redact_secrets
+from tests.quality.planted import CODE_FILTERS, MATH_FILTERS
+
+CODE = CodeFilterSettings.from_profile(CODE_FILTERS)
+MATH = MathFilterSettings.from_profile(MATH_FILTERS)
+GOOD = "def add(a, b):\n    \"\"\"Return the sum.\"\"\"\n    return a + b\n\n\nprint(add(1, 2))\n"
+
+
+def _reason(text, language="python", settings=CODE):
+    verdict = code_verdict(text, language, settings)
+    return verdict and verdict[0]
+
+
+def test_code_rules_keep_ordinary_code_and_name_each_reason():
+    assert _reason(GOOD) is None
+    allow = CodeFilterSettings.from_profile({**CODE_FILTERS, "languages": ["python"]})
+    assert _reason(GOOD, "javascript", allow) == "language_not_allowed"
+    assert _reason(GOOD, "python", allow) is None
+    small = CodeFilterSettings.from_profile({**CODE_FILTERS, "max_bytes": 40})
+    assert _reason(GOOD, settings=small) == "too_long"
+    assert _reason("  x=1  \n") == "too_short"
+    assert _reason("// This file is auto-generated, do not edit.\n" + GOOD) == "auto_generated"
+    assert _reason(GOOD + "# " + "word " * 300 + "\n") == "long_lines"
+    assert _reason("a=1;" * 400) == "minified"
+    assert _reason(("x = " + "f(a) + " * 20 + "1\n") * 10) == "long_mean_line"
+    assert _reason(GOOD + "#" + "\n#".join(["+-+-+-+-+ | | | |"] * 100)) == "low_alphanumeric"
+    table = ",\n".join(", ".join(str(i * 31 + j) for j in range(15)) for i in range(200))
+    assert _reason(GOOD + "T = [\n" + table + "]\n") == "data_like"
+    assert _reason(GOOD + "K = '" + "QUJD" * 400 + "'\n") == "minified"  # one 1600-char line of base64
+    b64 = "\n".join("    '" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkwYWJjZGVmZ2hpamtsbW5vcHFy" + "'" for _ in range(40))
+    assert _reason(GOOD + "K = (\n" + b64 + "\n)\n") == "data_like"
+
+
+def test_settings_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['min_chars'\]"):
+        CodeFilterSettings.from_profile({k: v for k, v in CODE_FILTERS.items() if k != "min_chars"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['max_line'\]"):
+        CodeFilterSettings.from_profile({**CODE_FILTERS, "max_line": 3}, "code.yaml filters.code")
+    with pytest.raises(ValueError, match="code.yaml filters.code: min_chars='many'"):
+        CodeFilterSettings.from_profile({**CODE_FILTERS, "min_chars": "many"}, "code.yaml filters.code")
+
+
+def test_math_score_and_rules():
+    worked = ("Solve $3x + 5 = 20$. Subtract 5 from both sides to get $3x = 15$, then divide by 3: "
+              "$x = \\frac{15}{3} = 5$. Check: $3 \\cdot 5 + 5 = 20$. The answer is 5.")
+    prose = "The weather was pleasant and we walked along the river talking about books and films for hours " * 2
+    assert math_score(worked) > 0.5 > math_score(prose)
+    assert math_verdict(worked, MATH) is None
+    assert math_verdict(prose, MATH)[0] == "low_math_score"
+    assert math_verdict("x = 1", MATH)[0] == "too_short"
+
+
+def test_secrets_found_and_placeholders_left_alone():
+    assert find_secret("key = 'AKIAQ3EGRZ7XW5NYPL2M'")[0] == "aws_access_key"
+    assert find_secret("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n")[0] == "private_key"
+    assert find_secret("x = 1\nSLACK = 'xoxb-1234567890-abcdefghij'")[0] == "slack_token"
+    assert find_secret('config = {"password": "s3cr3t-Pa55!"}') == ("password_assignment", "line 1")
+    for harmless in ('password = os.environ["DB_PASSWORD"]', 'password = "changeme123"', 'password = "<your password>"',
+                     "token = self.next_token()", 'api_key = "${API_KEY}"', 'password = "aaaaaaaaaa"', GOOD):
+        assert find_secret(harmless) is None, harmless
+    redacted = redact_secrets("a\n-----BEGIN RSA PRIVATE KEY-----\nMIIE\nxyz\n-----END RSA PRIVATE KEY-----\nb = 'AKIAQ3EGRZ7XW5NYPL2M'")
+    assert "MIIE" not in redacted and "AKIAQ3" not in redacted and redacted.startswith("a\n<REDACTED:private_key>")
