@@ -23,7 +23,7 @@ from specialize.model.presets import ModelPreset, get_preset
 
 
 def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: ConversionTable) -> None:
-    """Every tensor the table needs is there, and nothing unknown is (wrong architecture)."""
+    """Every tensor the table needs is there with the shape the config implies, and nothing unknown is."""
     expected = set(table.expected_hf_names(preset.num_layers, preset.tie_word_embeddings))
     present = weights.names()
     missing = sorted(expected - present)
@@ -32,6 +32,12 @@ def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: Conversio
             f"{weights.directory}: tensor {missing[0]} is missing from the checkpoint"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
+    for name, shape in table.hf_shapes(preset).items():
+        if weights.shape(name) != shape:
+            raise CheckpointError(
+                f"{weights.file_of(name)}: tensor {name} has shape {list(weights.shape(name))}, "
+                f"expected {list(shape)} for {preset.source or preset.name}"
+            )
     allowed_extra = {"lm_head.weight"} if preset.tie_word_embeddings else set()
     unexpected = sorted(name for name in present - expected - allowed_extra if not table.is_ignored(name))
     if unexpected:

@@ -43,6 +43,17 @@ class ConversionTable:
                 return mapping, layer
         raise KeyError(f"no {self.family} mapping for megatron parameter {megatron_name}")
 
+    def hf_shapes(self, preset, tp: int = 1) -> dict[str, tuple[int, ...]]:
+        """Expected shape of every HF tensor of a complete checkpoint (checked before converting)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for mapping in self.mappings:
+            if mapping.megatron == "output_layer.weight" and preset.tie_word_embeddings:
+                continue
+            full = megatron_shape(mapping.megatron, preset, tp)
+            for layer in range(preset.num_layers) if "*" in mapping.megatron else [None]:
+                shapes.update(zip(mapping.hf_names(layer), mapping.transform.hf_shapes(full, preset)))
+        return shapes
+
     def is_ignored(self, hf_name: str) -> bool:
         return any(re.search(pattern, hf_name) for pattern in self.ignored)
 
@@ -111,6 +122,27 @@ QWEN1 = ConversionTable(
         Mapping("output_layer.weight", ("lm_head.weight",), PaddedVocab()),
     ),
 )
+
+def megatron_shape(pattern: str, preset, tp: int = 1) -> tuple[int, ...]:
+    """Full (TP-unsplit) shape of a megatron-core GPTModel parameter for this preset."""
+    h, d = preset.hidden_size, preset.head_dim
+    qkv_rows = (preset.num_attention_heads + 2 * preset.num_query_groups) * d
+    vocab = preset.padded_vocab_size(tp)
+    suffix = pattern.split("*.")[-1]
+    shapes = {
+        "embedding.word_embeddings.weight": (vocab, h),
+        "output_layer.weight": (vocab, h),
+        "decoder.final_layernorm.weight": (h,),
+        "input_layernorm.weight": (h,),
+        "pre_mlp_layernorm.weight": (h,),
+        "self_attention.linear_qkv.weight": (qkv_rows, h),
+        "self_attention.linear_qkv.bias": (qkv_rows,),
+        "self_attention.linear_proj.weight": (h, preset.num_attention_heads * d),
+        "mlp.linear_fc1.weight": (2 * preset.ffn_hidden_size, h),
+        "mlp.linear_fc2.weight": (h, preset.ffn_hidden_size),
+    }
+    return shapes[suffix]
+
 
 TABLES = {table.family: table for table in (QWEN1, QWEN2)}
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, hf_logits, make_hf_qwen2, sample_tokens, write_qwen1_checkpoint
+from model_testing import TINY, hf_logits, make_hf_qwen2, sample_tokens, write_qwen1_checkpoint
 
 from specialize.convert import hf_to_megatron, megatron_to_hf
 from specialize.convert.hf_io import HFWeights

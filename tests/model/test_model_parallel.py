@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, hf_logits, sample_tokens
+from model_testing import TINY, hf_logits, sample_tokens
 
 from specialize.convert import hf_to_megatron
 
