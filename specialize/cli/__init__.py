@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(corpus.app, name="corpus")
 # Command groups register below, one line each.
+from specialize.cli import model as _model; app.add_typer(_model.app, name="model")  # noqa: E402,E702
+from specialize.cli import convert as _convert; app.add_typer(_convert.app, name="convert")  # noqa: E402,E702
 from specialize.cli import quality as _quality; app.add_typer(_quality.app, name="quality")  # noqa: E402,E702
 from specialize.cli import launch  # noqa: E402
 app.add_typer(launch.app, name="launch")
