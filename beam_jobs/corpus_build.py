@@ -21,7 +21,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
-from beam_jobs.runner import create_pipeline
+from beam_jobs.runner import LOCAL_RUNNERS, create_pipeline
 from beam_jobs.stages import DocumentStage, ReportRejections
 from specialize.corpus import outputs
 from specialize.corpus.document import Document, Rejection
@@ -252,6 +252,13 @@ def _clear_previous_build(output_dir: str) -> None:
 
 def run_build(settings: BuildSettings) -> dict:
     """Discover inputs, run the Beam pipeline, write and return the manifest."""
+    if settings.runner.lower() not in LOCAL_RUNNERS:
+        from beam_jobs.runners import check_pipeline_paths
+
+        paths = {"--output": settings.output, **{f"--input {p}": p for p in settings.inputs}}
+        if settings.tokenizer:
+            paths["--tokenizer"] = settings.tokenizer
+        check_pipeline_paths(settings.runner, paths)
     profile = load_profile(settings.domain, settings.profile)
     files, discovered_rejections, pruned_dirs = discover_inputs(settings.inputs, profile)
     if settings.strict and discovered_rejections:

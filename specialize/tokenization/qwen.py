@@ -66,10 +66,43 @@ def write_tiktoken_ranks(ranks: dict[bytes, int], path: Path) -> None:
 class TokenizerSpec:
     """A picklable description of where a tokenizer comes from (Beam workers load it themselves)."""
 
-    path: str | None = None  # None means the embedded tiny vocabulary
+    path: str | None = None  # None means the embedded tiny vocabulary; may be gs://, s3://...
 
     def load(self) -> "QwenTokenizer":
+        if self.path and "://" in self.path:
+            return load_tokenizer(str(_fetch_remote_tokenizer(self.path)))
         return load_tokenizer(self.path)
+
+
+def _fetch_remote_tokenizer(url: str) -> Path:
+    """Copy a tokenizer file or checkpoint tokenizer folder from an object store to a local cache.
+
+    Remote Beam workers (Dataflow, Flink) get ``--tokenizer gs://...``; they read it through Beam's
+    filesystems once per worker and load it like a local path.
+    """
+    import os
+    import tempfile
+
+    from apache_beam.io.filesystems import FileSystems
+
+    cache = Path(tempfile.gettempdir()) / "specialize-tokenizers" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    wanted = ("qwen.tiktoken", "tokenizer.tiktoken", "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
+    if FileSystems.exists(url) and not url.endswith("/"):
+        sources = {Path(url).name: url}
+    else:
+        sources = {n: url.rstrip("/") + "/" + n for n in wanted if FileSystems.exists(url.rstrip("/") + "/" + n)}
+    if not sources:
+        raise FileNotFoundError(f"{url}: no tokenizer file there (looked for {', '.join(wanted)})")
+    cache.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        target = cache / name
+        if not target.is_file():
+            with FileSystems.open(source, compression_type="uncompressed") as handle:
+                data = handle.read()
+            temporary = target.with_suffix(f".tmp{os.getpid()}")
+            temporary.write_bytes(data)
+            temporary.replace(target)
+    return cache / next(iter(sources)) if len(sources) == 1 else cache
 
 
 class QwenTokenizer:
