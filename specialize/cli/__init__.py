@@ -31,6 +31,7 @@ _evaluate.register(app)  # `evaluate`
 from specialize.cli import demo as _demo  # noqa: E402
 _demo.register(app)  # `demo`
 from specialize.cli import sft as _sft; app.add_typer(_sft.app, name="sft")  # noqa: E402,E702
+app.command("chat")(_sft.chat)  # `chat`
 
 
 def main() -> None:

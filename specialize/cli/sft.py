@@ -144,3 +144,42 @@ def export(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))
+
+
+def chat(
+    checkpoint: str = typer.Argument(..., help="A `specialize sft`/`train` run directory, a specialize checkpoint, or a Hugging Face chat export."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="One-shot: the user message(s), answered in turn. Without it: interactive (empty line or Ctrl-D ends)."),
+    system_prompt: Optional[str] = typer.Option(None, "--system", help="System prompt (megatron checkpoints; HF exports use their chat template's). Default: 'You are a helpful assistant.'"),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+) -> None:
+    """Greedy chat with a checkpoint, for a quick look (ChatML, stops at <|im_end|>)."""
+    from specialize.sft.chat import open_chat
+    from specialize.sft.chatml import DEFAULT_SYSTEM_PROMPT
+    from specialize.sft.conversations import Message
+
+    try:
+        session = open_chat(checkpoint, system_prompt if system_prompt is not None else DEFAULT_SYSTEM_PROMPT)
+    except (FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    history: list[Message] = []
+    try:
+        turns = iter(prompt) if prompt else None
+        while True:
+            if turns is not None:
+                text = next(turns, None)
+                if text is None:
+                    break
+            else:
+                try:
+                    text = input("user> ")
+                except EOFError:
+                    break
+                if not text.strip():
+                    break
+            history.append(Message("user", text))
+            answer = session.reply(history, max_new_tokens)
+            history.append(Message("assistant", answer))
+            typer.echo(answer if turns is not None else f"assistant> {answer}")
+    finally:
+        session.close()

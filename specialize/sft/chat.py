@@ -1,0 +1,128 @@
+"""Greedy chat generation for a quick look at a checkpoint: our megatron model or an exported HF one.
+
+Megatron: the ChatML prompt is built by ``chatml.encode_prompt`` and decoded greedily with a full
+forward per new token (no KV cache: simple and exact; it is for short looks, not serving). Hugging
+Face: the prompt comes from the checkpoint's own chat template (``apply_chat_template``) and
+``generate`` decodes, which is what a user of the export runs. Both stop at ``<|im_end|>`` or
+``<|endoftext|>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from specialize.sft.chatml import DEFAULT_SYSTEM_PROMPT, encode_prompt
+from specialize.sft.conversations import Message
+
+
+def is_hf_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file() and not (Path(path) / "specialize.json").is_file()
+
+
+def megatron_checkpoint_dir(path: str | Path) -> Path:
+    """A model checkpoint from a run directory (newest), a training step directory or the model dir itself."""
+    from specialize.model.checkpoint import META_FILE
+    from specialize.train.checkpointing import latest_checkpoint
+
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    if (path / "model" / META_FILE).is_file():
+        return path / "model"
+    if (path / "checkpoints" / "latest").is_file():
+        return latest_checkpoint(path) / "model"
+    raise FileNotFoundError(f"{path}: not a checkpoint (no specialize.json or config.json; not a run directory)")
+
+
+class MegatronChat:
+    """A megatron-core GPTModel at TP=1/PP=1 in this process (call ``close`` to free the parallel state)."""
+
+    def __init__(self, checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> None:
+        from specialize.model.build import build_gpt_model, transformer_config
+        from specialize.model.checkpoint import (
+            cast_dtype, checkpoint_preset, checkpoint_tokenizer, load_model_checkpoint, read_checkpoint_meta)
+        from specialize.model.parallel import initialize_parallel
+
+        directory = megatron_checkpoint_dir(checkpoint)
+        self.preset = checkpoint_preset(directory)
+        self.tokenizer = checkpoint_tokenizer(directory)
+        self.system_prompt = system_prompt
+        dtype = cast_dtype(read_checkpoint_meta(directory)["saved_with"]["params_dtype"])
+        initialize_parallel(1, 1)
+        config = transformer_config(self.preset, params_dtype=dtype, perform_initialization=False,
+                                    bf16=dtype == torch.bfloat16)
+        self.model = build_gpt_model(self.preset, config, parallel_output=False)
+        load_model_checkpoint(self.model, directory)
+        self.model.eval()
+        self.device = next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def next_token_logits(self, ids: Sequence[int]) -> torch.Tensor:
+        tokens = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
+        positions = torch.arange(len(ids), device=self.device).unsqueeze(0)
+        logits = self.model(tokens, positions, None)
+        return logits[0, -1, : self.preset.vocab_size].float().cpu()  # drop megatron's padded vocab rows
+
+    def generate_ids(self, prompt_ids: Sequence[int], max_new_tokens: int) -> list[int]:
+        """Greedy continuation of ``prompt_ids`` (without the stop token)."""
+        stops = {self.tokenizer.im_end_id, self.tokenizer.eod_id}
+        ids, new = list(prompt_ids), []
+        for _ in range(max_new_tokens):
+            if len(ids) >= self.preset.max_position_embeddings:
+                break
+            token = int(torch.argmax(self.next_token_logits(ids)))
+            if token in stops:
+                break
+            ids.append(token)
+            new.append(token)
+        return new
+
+    def reply(self, messages: Sequence[Message], max_new_tokens: int = 128) -> str:
+        prompt = encode_prompt(self.tokenizer, messages, self.system_prompt)
+        return self.tokenizer.decode(self.generate_ids(prompt, max_new_tokens))
+
+    def close(self) -> None:
+        from specialize.model.parallel import destroy_parallel
+
+        destroy_parallel()
+
+
+class HFChat:
+    """An exported (or any Qwen2 chat) checkpoint through transformers."""
+
+    def __init__(self, directory: str | Path) -> None:
+        import transformers
+
+        self.directory = Path(directory)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.directory)
+        if not self.tokenizer.chat_template:
+            raise ValueError(f"{directory}: tokenizer_config.json has no chat_template (not a chat export?)")
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(self.directory, dtype=torch.float32).eval()
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        rendered = self.tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                                      add_generation_prompt=True, tokenize=True)
+        return list(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
+
+    @torch.no_grad()
+    def generate_ids(self, prompt_ids: Sequence[int], max_new_tokens: int) -> list[int]:
+        stops = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+        inputs = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        output = self.model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
+                                     do_sample=False, eos_token_id=stops, pad_token_id=stops[1])
+        new = output[0, inputs.shape[1]:].tolist()
+        return new[:-1] if new and new[-1] in stops else new
+
+    def reply(self, messages: Sequence[Message], max_new_tokens: int = 128) -> str:
+        return self.tokenizer.decode(self.generate_ids(self.prompt_ids(messages), max_new_tokens))
+
+    def close(self) -> None:
+        pass
+
+
+def open_chat(checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT):
+    """``HFChat`` for a Hugging Face directory, else ``MegatronChat`` (run dir, step dir or model dir)."""
+    return HFChat(checkpoint) if is_hf_checkpoint(checkpoint) else MegatronChat(checkpoint, system_prompt)
