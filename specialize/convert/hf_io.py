@@ -1,8 +1,9 @@
 """Reading and writing Hugging Face weight files one tensor at a time.
 
-Reading: ``*.safetensors`` shards (with or without ``model.safetensors.index.json``) are opened
-lazily with ``safe_open`` (memory-mapped, header checked on open, so a truncated download is
-caught before any conversion work), and a tensor is read only when asked for. Legacy
+Reading: every ``*.safetensors`` shard (with or without ``model.safetensors.index.json``) has its
+header read and checked when the directory is opened, so a truncated download is caught before
+any conversion work; a tensor is read only when asked for, through a mapping that is released
+right after, so the file's pages do not accumulate in memory next to the model being filled. Legacy
 ``pytorch_model*.bin`` files load with ``torch.load(weights_only=True)``: a checkpoint can never
 run code. Writing: tensors are grouped into shards up to a byte budget, each shard is produced,
 written and dropped before the next, and an index maps names to shards (what ``transformers``
@@ -18,7 +19,6 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
@@ -40,7 +40,8 @@ class HFWeights:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._file_of: dict[str, Path] = {}
-        self._handles: dict[Path, object] = {}
+        #: name -> (shape, dtype) read from the safetensors headers when the directory is opened
+        self._meta: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         self._bin_cache: dict[Path, dict[str, torch.Tensor]] = {}
         safetensors_files = sorted(self.directory.glob("*.safetensors"))
         if safetensors_files:
@@ -58,14 +59,15 @@ class HFWeights:
             if not path.is_file():
                 raise CheckpointError(f"{path}: listed in {SAFETENSORS_INDEX} but missing")
             try:
-                handle = safe_open(str(path), framework="pt", device="cpu")
+                with safe_open(str(path), framework="pt", device="cpu") as handle:
+                    for name in handle.keys():
+                        info = handle.get_slice(name)
+                        self._file_of[name] = path
+                        self._meta[name] = (tuple(info.get_shape()), _SAFETENSORS_DTYPES[info.get_dtype()])
             except (SafetensorError, OSError) as err:
                 raise CheckpointError(
                     f"{path}: not a readable safetensors file ({err}); the download may be truncated, fetch it again"
                 ) from err
-            self._handles[path] = handle
-            for name in handle.keys():
-                self._file_of[name] = path
         if index_path.is_file():
             for name, file_name in weight_map.items():
                 if self._file_of.get(name) != self.directory / file_name:
@@ -116,14 +118,14 @@ class HFWeights:
 
     def shape(self, name: str) -> tuple[int, ...]:
         path = self.file_of(name)
-        if path in self._handles:
-            return tuple(self._handles[path].get_slice(name).get_shape())
+        if name in self._meta:
+            return self._meta[name][0]
         return tuple(self._load_bin(path)[name].shape)
 
     def dtype(self, name: str) -> torch.dtype:
         path = self.file_of(name)
-        if path in self._handles:
-            return _SAFETENSORS_DTYPES[self._handles[path].get_slice(name).get_dtype()]
+        if name in self._meta:
+            return self._meta[name][1]
         return self._load_bin(path)[name].dtype
 
     def get(self, name: str, expected_shape: Sequence[int] | None = None) -> torch.Tensor:
@@ -134,8 +136,11 @@ class HFWeights:
                 f"{path}: tensor {name} has shape {list(self.shape(name))}, expected {list(expected_shape)}"
             )
         try:
-            if path in self._handles:
-                return self._handles[path].get_tensor(name)
+            if name in self._meta:
+                # A fresh mapping per tensor, unmapped on exit: the file's pages do not stay
+                # resident (and counted in RSS) alongside the model being filled.
+                with safe_open(str(path), framework="pt", device="cpu") as handle:
+                    return handle.get_tensor(name)
             return self._load_bin(path)[name]
         except SafetensorError as err:
             raise CheckpointError(f"{path}: cannot read tensor {name} ({err})") from err
@@ -173,24 +178,54 @@ def plan_shards(groups: Sequence[TensorGroup], max_shard_bytes: int) -> list[lis
 
 
 def write_sharded_safetensors(directory: Path, groups: Iterable[TensorGroup], max_shard_bytes: int) -> Path:
-    """Write ``model-0000i-of-0000N.safetensors`` + ``model.safetensors.index.json``; returns the index."""
+    """Write ``model-0000i-of-0000N.safetensors`` + ``model.safetensors.index.json``; returns the index.
+
+    Each shard is streamed: the header comes from the plan (names, shapes, dtype), then every group
+    is produced, written and dropped. We write the (simple, documented) safetensors layout ourselves
+    because ``safetensors.torch.save_file`` first turns the whole shard into ``bytes``, which would
+    double the memory of a one-shard export; the files are read back with ``safetensors`` itself in
+    the tests and by ``transformers``.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     shards = plan_shards(list(groups), max_shard_bytes)
     weight_map: dict[str, str] = {}
     total = 0
     for number, shard in enumerate(shards, start=1):
         file_name = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
-        tensors: dict[str, torch.Tensor] = {}
+        _stream_shard(directory / file_name, shard)
+        for group in shard:
+            weight_map.update(dict.fromkeys(group.names, file_name))
+            total += group.nbytes
+    index = directory / SAFETENSORS_INDEX
+    index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
+    return index
+
+
+_DTYPE_NAMES = {dtype: name for name, dtype in _SAFETENSORS_DTYPES.items()}
+
+
+def _stream_shard(path: Path, shard: Sequence[TensorGroup]) -> None:
+    """One safetensors file: 8-byte little-endian header length, JSON header padded to 8 bytes, data."""
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for group in shard:
+        element = torch.tensor([], dtype=group.dtype).element_size()
+        for name, shape in zip(group.names, group.shapes):
+            size = int(torch.Size(shape).numel()) * element
+            header[name] = {"dtype": _DTYPE_NAMES[group.dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+            offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as out:
+        out.write(len(encoded).to_bytes(8, "little"))
+        out.write(encoded)
         for group in shard:
             produced = group.produce()
             for name, shape, tensor in zip(group.names, group.shapes, produced):
                 if tuple(tensor.shape) != tuple(shape):
                     raise AssertionError(f"{name}: produced shape {list(tensor.shape)}, planned {list(shape)}")
-                tensors[name] = tensor.detach().to("cpu", group.dtype).contiguous()
-                weight_map[name] = file_name
-            total += group.nbytes
-        save_file(tensors, str(directory / file_name), metadata={"format": "pt"})
-        del tensors
-    index = directory / SAFETENSORS_INDEX
-    index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
-    return index
+                data = tensor.detach().to("cpu", group.dtype).contiguous().reshape(-1)
+                out.write(data.view(torch.uint8).numpy().data)
+            del produced
+    partial.rename(path)
