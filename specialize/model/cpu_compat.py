@@ -3,7 +3,7 @@
 megatron-core is GPU-first. Model construction and the forward pass run on CPU once
 ``TransformerConfig(use_cpu_initialization=True)`` and the fusion flags are off (see
 ``specialize.model.build``), except for these assumptions, which no config flag reaches
-(measured on megatron-core 0.16.1 and 0.19.2, torch 2.13 CPU):
+(found on megatron-core 0.16.1 and, per the issue, 0.19.2; torch 2.13 CPU):
 
 1. ``torch.cuda.current_device()`` is the allocation device of RoPE frequencies, TP gather buffers,
    p2p shape buffers and dist-ckpt flags. On a CPU-only build it raises. We make it answer
@@ -18,12 +18,14 @@ megatron-core is GPU-first. Model construction and the forward pass run on CPU o
 4. ``torch.cuda.synchronize()`` and stream/event calls in p2p, DDP and the schedules: without CUDA
    there is nothing to synchronize, so ``synchronize`` becomes a no-op (``batch_p2p_sync=False`` in the
    config avoids the p2p one already).
-6. ``param.type() == 'torch.cuda.FloatTensor'`` dispatch in the Float16/distributed optimizers and an
+5. ``param.type() == 'torch.cuda.FloatTensor'`` dispatch in the Float16/distributed optimizers and an
    assert of it in grad clipping: on CPU ``Parameter.type()`` reports the CUDA type name, and the
    clipping function is replaced by an equivalent without the assert.
-5. megatron-core 0.19 imports ``triton`` unconditionally in ``transformer/moe/ops/paged_stash.py``
-   (reached from the GPT layer specs). If triton is missing we register an empty stand-in module
-   whose attributes raise on use; MoE paged stashing is a GPU-only feature we never call.
+6. megatron-core 0.19 imports ``triton`` unconditionally in ``transformer/moe/ops/paged_stash.py``
+   (reached from the GPT layer specs). If triton is missing, that one module is imported against a
+   stand-in whose kernels raise if launched, and the stand-in is withdrawn from ``sys.modules``
+   right after (torch and others still see triton as absent). Not exercised here: this machine has
+   0.16.1, where the module does not exist and the step is skipped.
 
 Everything else megatron needs on CPU is a config flag, set where the config is made. Every patch
 is applied once, only when ``torch.cuda.is_available()`` is False, and is listed in
@@ -205,7 +207,7 @@ def _patch_cuda_literals() -> None:
             _APPLIED.append(f"{module_name}: device='cuda' factories -> cpu")
 
 
-# -- 6. CUDA type-string dispatch -------------------------------------------------------------------
+# -- 5. CUDA type-string dispatch -------------------------------------------------------------------
 
 _TENSOR_TYPE = torch.Tensor.type
 
@@ -250,7 +252,7 @@ def _patch_type_dispatch() -> None:
     _APPLIED.append("Parameter.type() -> CUDA type names; clip_grad_by_total_norm_fp32 without CUDA assert")
 
 
-# -- 5. triton ----------------------------------------------------------------------------------------
+# -- 6. triton ----------------------------------------------------------------------------------------
 
 PAGED_STASH_MODULE = "megatron.core.transformer.moe.ops.paged_stash"
 
