@@ -6,7 +6,7 @@ documents and rejections through the shared mechanism of ``beam_jobs.stages``.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import apache_beam as beam
 
@@ -124,3 +124,74 @@ class Upsample(beam.PTransform):
 
             outputs["stats"] | WriteStageStats(self._stats_dir, UPSAMPLE_STAGE, finalize=finalize)
         return outputs[KEPT], outputs[REJECTED]
+
+
+# ---------------------------------------------------------------------------------------------
+# The quality stages of a corpus build, in order, from the profile and the command line
+
+
+@dataclass
+class QualityConfig:
+    """Command-line switches of the quality stages; thresholds come from the profile.
+
+    ``None`` means "as the profile says". Recorded in the manifest's settings with the rest of the build.
+    """
+
+    filters: bool = True
+    secrets: bool = True
+    exact_dedup: bool = True
+    near_dedup: bool = True
+    near_dedup_settings: dict = field(default_factory=dict)  # overrides of the profile's near_dedup: keys
+    decontaminate: list[str] | None = None  # NAME or NAME=PATH; None: the profile's list
+    decontaminate_ngram: int | None = None
+    quality_model: str | None = None
+    min_quality: float | None = None
+    source_weights: dict[str, float] = field(default_factory=dict)
+
+
+def _section(profile, name: str, where: str) -> dict:
+    section = profile.section(name)
+    if not isinstance(section, dict):
+        raise ValueError(f"{where}: `{name}:` must be a mapping")
+    return section
+
+
+def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name: str = "profile") -> list[tuple[str, beam.PTransform]]:
+    """``[(label, stage)]`` in build order: rules -> secrets -> quality model -> exact dedup -> near dedup
+    -> decontamination -> up-sampling. Every stage maps documents to ``(kept, rejected)``.
+
+    Built (and validated: profile keys, model file, benchmark files) before the pipeline starts, so a
+    typo fails in a second with the file and key named, not after an hour of reading input.
+    """
+    from beam_jobs.decontam import Decontaminate, build_index
+    from beam_jobs.dedup import ExactDedup, NearDedup, NearDedupSettings
+
+    domain = profile.domain
+    stages: list[tuple[str, beam.PTransform]] = []
+    if config.filters:
+        stages.append(("RuleFilter", rule_filter(domain, _section(profile, "filters", profile_name),
+                                                 f"{profile_name} filters:")))
+    if config.secrets and domain == "code" and profile.raw.get("secrets", True):
+        stages.append(("SecretFilter", SecretFilter()))
+    if config.quality_model:
+        stages.append(("QualityScore", QualityScore(config.quality_model, config.min_quality)))
+    elif config.min_quality is not None:
+        raise ValueError("--min-quality needs --quality-model MODEL (train one with `specialize quality train`)")
+    dedup = _section(profile, "dedup", profile_name)
+    if config.exact_dedup and dedup.get("exact", True):
+        stages.append(("ExactDedup", ExactDedup()))
+    if config.near_dedup and dedup.get("near", True):
+        raw = {**(dedup.get("near_dedup") or {}), **config.near_dedup_settings}
+        try:
+            settings = NearDedupSettings.from_dict(raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{profile_name} dedup.near_dedup / --near-dedup: {err}") from None
+        stages.append(("NearDedup", NearDedup(settings, stats_dir)))
+    decontam = _section(profile, "decontamination", profile_name)
+    specs = list(decontam.get("benchmarks") or []) if config.decontaminate is None else list(config.decontaminate)
+    if specs:
+        n = int(config.decontaminate_ngram or decontam.get("ngram", 10))
+        stages.append(("Decontaminate", Decontaminate(build_index(specs, n), stats_dir)))
+    if config.source_weights:
+        stages.append(("Upsample", Upsample(config.source_weights, stats_dir)))
+    return stages

@@ -22,7 +22,7 @@ def run_stage(stage: beam.PTransform, documents: list) -> tuple[list, list]:
     run = next(_COUNTER)
     kept_key, rejected_key = f"kept-{run}", f"rejected-{run}"
     _RESULTS[kept_key], _RESULTS[rejected_key] = [], []
-    options = PipelineOptions(direct_num_workers=1, direct_running_mode="in_memory")
+    options = PipelineOptions(flags=[], direct_num_workers=1, direct_running_mode="in_memory")
     with beam.Pipeline(runner=FnApiRunner(), options=options) as pipeline:
         kept, rejected = pipeline | beam.Create(documents, reshuffle=False) | stage
         kept | "AllKept" >> beam.combiners.ToList() | "StoreKept" >> beam.Map(_store, kept_key)

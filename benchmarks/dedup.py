@@ -1,0 +1,225 @@
+"""Near-dedup throughput: our Beam NearDedup vs datatrove's MinHash dedup, same data, same settings, one run.
+
+    python benchmarks/dedup.py [--workers 2] [--copies 0] [--datatrove-venv DIR]
+
+Data: every ``.py`` file of the running Python's standard library (sysconfig ``stdlib``, no
+site-packages) as JSONL ``{"id", "text"}``; ``--copies K`` appends K edited copies of 10% of the files
+so there is something to remove. Both sides read that JSONL and write the kept documents as JSONL.
+
+Settings, both sides: 5-word shingles, 14 bands x 8 rows (112 permutations), 32-bit signature
+values; ``--workers`` processes (datatrove: ``LocalPipelineExecutor(tasks=workers, workers=workers)``
+for signatures and filtering, ``num_buckets`` tasks for buckets, 1 for clustering; ours:
+FnApiRunner ``multi_processing`` with ``direct_num_workers=workers``). Ours verifies candidate pairs
+with exact Jaccard (>= 0.7) and datatrove does not, so ours does strictly more work.
+
+datatrove pins a different pyarrow than this project, so it runs in its own virtual environment,
+created on first use (``pip install datatrove[io,processing]==0.10.1 spacy``: its English word
+tokenizer is spaCy's) under ``~/.cache/specialize/datatrove-venv``. Each side runs in a fresh
+subprocess; peak memory is the largest sum of RSS over that process tree, sampled every 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATATROVE_REQUIREMENTS = ["datatrove[io,processing]==0.10.1", "spacy>=3.8"]
+NGRAM, BANDS, ROWS = 5, 14, 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def write_stdlib_jsonl(path: Path, copies: int) -> tuple[int, int]:
+    import random
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts)
+    rng = random.Random(0)
+    count = size = 0
+    with open(path, "w", encoding="utf-8") as out:
+        records = []
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            records.append((str(file.relative_to(stdlib)), text))
+        for k in range(copies):
+            for name, text in rng.sample(records, len(records) // 10):
+                lines = text.split("\n")
+                i = rng.randrange(len(lines))
+                records.append((f"copies/{k}/{name}", "\n".join(lines[:i] + ["# edited copy"] + lines[i + 1:])))
+        for name, text in records:
+            out.write(json.dumps({"id": name, "text": text}) + "\n")
+            count += 1
+            size += len(text.encode("utf-8"))
+    return count, size
+
+
+# ---------------------------------------------------------------------------------------------
+# The two sides (each runs in its own subprocess: `--side ours|datatrove`)
+
+
+def run_ours(data: Path, out: Path, workers: int) -> None:
+    sys.path.insert(0, str(REPO))
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from beam_jobs.dedup import NearDedup, NearDedupSettings
+    from specialize.corpus.document import Document
+    from specialize.dedup.minhash import MinHashConfig
+
+    def to_document(line: str) -> Document:
+        record = json.loads(line)
+        return Document(text=record["text"], source=record["id"], domain="code", language="python")
+
+    mode = "multi_processing" if workers > 1 else "in_memory"
+    options = PipelineOptions(flags=[], direct_num_workers=workers, direct_running_mode=mode)
+    settings = NearDedupSettings(minhash=MinHashConfig(ngram=NGRAM, bands=BANDS, rows=ROWS))
+    with beam.Pipeline(runner=FnApiRunner(), options=options) as pipeline:
+        documents = pipeline | beam.io.ReadFromText(str(data)) | beam.Map(to_document)
+        kept, removed = documents | NearDedup(settings, stats_dir=str(out / "stats"))
+        (kept | "KeptJson" >> beam.Map(lambda d: json.dumps({"id": d.source, "text": d.text}))
+         | "WriteKept" >> beam.io.WriteToText(str(out / "kept" / "part"), file_name_suffix=".jsonl"))
+        (removed | "RemovedIds" >> beam.Map(lambda r: r.source)
+         | "WriteRemoved" >> beam.io.WriteToText(str(out / "removed" / "part"), file_name_suffix=".txt"))
+
+
+def run_datatrove(data: Path, out: Path, workers: int) -> None:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.utils.hashing import HashConfig
+
+    config = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS,
+                           hash_config=HashConfig(precision=32))
+    reader = lambda: JsonlReader(str(data.parent), glob_pattern=data.name, id_key="id", text_key="text")  # noqa: E731
+    logs = str(out / "logs")
+    stage1 = LocalPipelineExecutor(
+        pipeline=[reader(), MinhashDedupSignature(output_folder=str(out / "signatures"), config=config)],
+        tasks=workers, workers=workers, logging_dir=f"{logs}/signatures", skip_completed=False)
+    stage2 = LocalPipelineExecutor(
+        pipeline=[MinhashDedupBuckets(input_folder=str(out / "signatures"), output_folder=str(out / "buckets"),
+                                      config=config)],
+        tasks=BANDS, workers=workers, logging_dir=f"{logs}/buckets", depends=stage1, skip_completed=False)
+    stage3 = LocalPipelineExecutor(
+        pipeline=[MinhashDedupCluster(input_folder=str(out / "buckets"), output_folder=str(out / "remove_ids"),
+                                      config=config)],
+        tasks=1, logging_dir=f"{logs}/clusters", depends=stage2, skip_completed=False)
+    stage4 = LocalPipelineExecutor(
+        pipeline=[reader(),
+                  MinhashDedupFilter(input_folder=str(out / "remove_ids"),
+                                     exclusion_writer=JsonlWriter(str(out / "removed"), compression=None)),
+                  JsonlWriter(str(out / "kept"), compression=None)],
+        tasks=workers, workers=workers, logging_dir=f"{logs}/filter", depends=stage3, skip_completed=False)
+    stage4.run()
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+def _peak_tree_rss(process: subprocess.Popen, stop: threading.Event, peak: list[int]) -> None:
+    import psutil
+
+    root = psutil.Process(process.pid)
+    while not stop.is_set():
+        try:
+            total = root.memory_info().rss + sum(c.memory_info().rss for c in root.children(recursive=True))
+            peak[0] = max(peak[0], total)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+
+
+def measure(command: list[str], env: dict | None = None) -> tuple[float, int]:
+    """(wall seconds, peak process-tree RSS bytes) of a subprocess; raises if it fails."""
+    stop, peak = threading.Event(), [0]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watcher = threading.Thread(target=_peak_tree_rss, args=(process, stop, peak), daemon=True)
+    watcher.start()
+    output, _ = process.communicate()
+    wall = time.perf_counter() - start
+    stop.set()
+    watcher.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed ({process.returncode}):\n{output[-3000:]}")
+    return wall, peak[0]
+
+
+def ensure_datatrove_venv(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import datatrove, spacy, regex, xxhash"]
+    if python.is_file() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"creating {venv} with {' '.join(DATATROVE_REQUIREMENTS)} (once) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *DATATROVE_REQUIREMENTS], check=True)
+    return python
+
+
+def _count_lines(pattern: Path, suffix: str) -> int:
+    return sum(sum(1 for _ in open(f, encoding="utf-8")) for f in sorted(pattern.rglob(f"*{suffix}")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--copies", type=int, default=1, help="edited copies of 10%% of the files to plant")
+    parser.add_argument("--datatrove-venv", type=Path, default=Path.home() / ".cache" / "specialize" / "datatrove-venv")
+    parser.add_argument("--side", choices=["ours", "datatrove"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side == "ours":
+        return run_ours(args.data, args.out, args.workers)
+    if args.side == "datatrove":
+        return run_datatrove(args.data, args.out, args.workers)
+
+    datatrove_python = ensure_datatrove_venv(args.datatrove_venv)
+    version = subprocess.run([str(datatrove_python), "-c", "from importlib.metadata import version; print(version('datatrove'))"],
+                             capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data_dir = tmp / "data"
+        data_dir.mkdir()
+        data = data_dir / "stdlib.jsonl"
+        docs, size = write_stdlib_jsonl(data, args.copies)
+        print(f"data: {docs} documents, {size / 1e6:.1f} MB (Python {sys.version.split()[0]} stdlib + "
+              f"{args.copies} edited copies of 10%); 5-word shingles, {BANDS}x{ROWS} MinHash; {args.workers} workers")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        results = {}
+        for side, python in (("ours", sys.executable), ("datatrove", str(datatrove_python))):
+            out = tmp / side
+            command = [python, __file__, "--side", side, "--data", str(data), "--out", str(out),
+                       "--workers", str(args.workers)]
+            wall, peak = measure(command, env if side == "ours" else None)
+            removed = _count_lines(out / "removed", ".txt" if side == "ours" else ".jsonl")
+            kept = _count_lines(out / "kept", ".jsonl")
+            results[side] = (wall, peak, removed, kept)
+        print(f"{'':24s}{'wall s':>8s}{'docs/s':>9s}{'MB/s':>7s}{'peak RSS MB':>13s}{'removed':>9s}{'kept':>7s}")
+        for side, (wall, peak, removed, kept) in results.items():
+            label = "specialize (Beam)" if side == "ours" else f"datatrove {version}"
+            print(f"{label:24s}{wall:8.1f}{docs / wall:9.1f}{size / 1e6 / wall:7.2f}{peak / 2**20:13.0f}"
+                  f"{removed:9d}{kept:7d}")
+        speedup = results["datatrove"][0] / results["ours"][0]
+        print(f"speed-up (docs/s, ours / datatrove): {speedup:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
