@@ -5,8 +5,9 @@ from the HF files, reading one HF tensor (group) at a time and keeping only its 
 ranks save collectively. The result loads at any TP/PP. Peak memory is this rank's share of the
 model plus the largest tensor, never the whole model twice.
 
-Run it inside an existing ``tp * pp``-process group (torchrun), or from one process: with
-``tp * pp > 1`` it spawns the ranks itself (gloo on CPU).
+Called from one process, it converts in place (``tp * pp == 1``) or spawns the ranks itself. Called
+from inside a running process group (a training job converting its ``--from`` on rank 0), it
+spawns its own group of CPU processes and leaves the caller's parallel state untouched.
 """
 
 from __future__ import annotations
@@ -133,6 +134,25 @@ def _spawned_rank(rank: int, world_size: int, port: int, source: str, destinatio
         destroy_parallel()
 
 
+def _spawn(world: int, source: Path, destination: Path, tp: int, pp: int, dtype, *, hide_cuda: bool) -> None:
+    """Run ``world`` converter ranks in fresh processes (their own process group on a free port)."""
+    import torch.multiprocessing as mp
+
+    from specialize.model.parallel import free_port
+
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hide_cuda:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # inherited by the children at spawn
+    try:
+        mp.spawn(_spawned_rank, args=(world, free_port(), str(source), str(destination), tp, pp, dtype), nprocs=world)
+    finally:
+        if hide_cuda:
+            if saved is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
 def hf_to_megatron(src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *, dtype: torch.dtype | None = None) -> Path:
     """Convert a HF Qwen checkpoint (directory or known name) into a megatron checkpoint at ``dst``.
 
@@ -141,7 +161,7 @@ def hf_to_megatron(src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *
     """
     import torch.distributed as dist
 
-    from specialize.model.parallel import destroy_parallel, free_port, initialize_parallel
+    from specialize.model.parallel import destroy_parallel, initialize_parallel
 
     source = resolve_checkpoint(src)
     destination = Path(dst)
@@ -151,10 +171,10 @@ def hf_to_megatron(src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *
     check_tensor_names(HFWeights(source), preset, table_for(preset.family))
     world = tp * pp
     if dist.is_initialized():
-        if dist.get_world_size() != world:
-            raise RuntimeError(f"running in a {dist.get_world_size()}-process group but tp x pp = {world}")
-        initialize_parallel(tp, pp)  # reuses the process group (torchrun)
-        convert_on_this_rank(source, destination, tp, pp, dtype)
+        # Called from inside a running job (e.g. rank 0 of a training run): convert in a separate
+        # process group so the caller's groups and RNG seeds are left alone. The converter ranks run
+        # on CPU (CUDA hidden): the caller's GPUs are its own, and the result loads on any layout.
+        _spawn(world, source, destination, tp, pp, dtype, hide_cuda=True)
     elif world == 1:
         initialize_parallel(1, 1)
         try:
@@ -162,9 +182,7 @@ def hf_to_megatron(src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *
         finally:
             destroy_parallel()
     else:
-        import torch.multiprocessing as mp
-
         if torch.cuda.is_available() and torch.cuda.device_count() < world:
             raise RuntimeError(f"tp x pp = {world} needs {world} GPUs, found {torch.cuda.device_count()}")
-        mp.spawn(_spawned_rank, args=(world, free_port(), str(source), str(destination), tp, pp, dtype), nprocs=world)
+        _spawn(world, source, destination, tp, pp, dtype, hide_cuda=False)
     return destination

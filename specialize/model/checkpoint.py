@@ -112,8 +112,8 @@ def save_model_checkpoint(
 def _copy_tokenizer(source: str | None, directory: Path) -> str | None:
     """Copy the tokenizer files into ``directory/tokenizer`` so the checkpoint stands alone.
 
-    Returns what ``specialize.json`` records: None for the embedded vocabulary, else ``"tokenizer"``
-    (relative to the checkpoint directory).
+    Returns what ``specialize.json`` records: None for the embedded vocabulary, else the absolute
+    path of the copy (readers fall back to ``<checkpoint>/tokenizer`` if the checkpoint was moved).
     """
     from specialize.tokenization.qwen import TINY_VOCAB_NAME
 
@@ -122,9 +122,9 @@ def _copy_tokenizer(source: str | None, directory: Path) -> str | None:
     location = Path(source)
     if not location.is_absolute() and not location.exists():
         location = directory / location  # already relative to this checkpoint
-    target = directory / TOKENIZER_DIR
-    if location.resolve() == target.resolve():
-        return TOKENIZER_DIR
+    target = (directory / TOKENIZER_DIR).resolve()
+    if location.resolve() == target:
+        return str(target)
     files = [location] if location.is_file() else [location / name for name in TOKENIZER_FILES]
     files = [path for path in files if path.is_file()]
     if not files:
@@ -132,18 +132,26 @@ def _copy_tokenizer(source: str | None, directory: Path) -> str | None:
     target.mkdir(parents=True, exist_ok=True)
     for path in files:
         shutil.copyfile(path, target / path.name)
-    return TOKENIZER_DIR
+    return str(target)
 
 
 def checkpoint_tokenizer(directory: str | Path):
     """The QwenTokenizer a checkpoint was made with."""
     from specialize.tokenization import load_tokenizer
 
-    source = read_checkpoint_meta(directory).get("tokenizer_source")
+    return load_tokenizer(resolve_tokenizer_source(directory, read_checkpoint_meta(directory).get("tokenizer_source")))
+
+
+def resolve_tokenizer_source(directory: str | Path, source: str | None) -> str | None:
+    """Where a recorded tokenizer source is now: as recorded, else the checkpoint's own copy."""
     if source is None:
-        return load_tokenizer(None)
+        return None
     location = Path(source)
-    return load_tokenizer(location if location.is_absolute() else Path(directory) / location)
+    if not location.is_absolute():
+        location = Path(directory) / location
+    if not location.exists() and (Path(directory) / TOKENIZER_DIR).is_dir():
+        location = Path(directory) / TOKENIZER_DIR  # the checkpoint was moved or copied
+    return str(location)
 
 
 def read_checkpoint_meta(directory: str | Path) -> dict:

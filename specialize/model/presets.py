@@ -296,8 +296,9 @@ def preset_from_directory(directory: Path) -> ModelPreset:
         if "preset" not in data:
             raise ValueError(f"{meta}: no 'preset' entry")
         preset = ModelPreset.from_dict(data["preset"])
-        if preset.tokenizer is not None and not Path(preset.tokenizer).is_absolute():
-            preset.tokenizer = str(directory / preset.tokenizer)  # stored relative to the checkpoint
+        from specialize.model.checkpoint import resolve_tokenizer_source
+
+        preset.tokenizer = resolve_tokenizer_source(directory, preset.tokenizer)
         return preset
     config = read_hf_config(directory)
     has_tokenizer = any(

@@ -83,3 +83,30 @@ def test_qwen1_checkpoint_imports_to_the_same_function(old_keys, tmp_path):
     tokens = sample_tokens()
     logits = megatron_logits(tmp_path / "megatron", tokens)
     assert (logits[..., : TINY["vocab_size"]] - hf_logits(hf_model, tokens)).abs().max().item() <= 1e-4
+
+
+def test_converting_inside_a_running_job_leaves_its_parallel_state_alone(megatron_single, hf_tied, tmp_path):
+    """A training job converts its --from on rank 0 with its own groups and seeds already set up."""
+    from megatron.core import parallel_state
+    from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+    states_before = {name: state.clone() for name, state in get_cuda_rng_tracker().get_states().items()}
+    hf_to_megatron(hf_tied[0], tmp_path / "megatron")  # runs in a spawned process group
+    assert parallel_state.model_parallel_is_initialized()
+    states_after = get_cuda_rng_tracker().get_states()
+    assert all(torch.equal(states_after[name], state) for name, state in states_before.items())
+    assert (tmp_path / "megatron" / "specialize.json").is_file()
+
+
+def test_moved_checkpoint_still_finds_its_tokenizer(hf_tied, tmp_path):
+    import shutil
+
+    from specialize.model.checkpoint import checkpoint_tokenizer, read_checkpoint_meta
+    from specialize.model.presets import get_preset
+
+    hf_to_megatron(hf_tied[0], tmp_path / "first")
+    recorded = read_checkpoint_meta(tmp_path / "first")["tokenizer_source"]
+    assert recorded == str((tmp_path / "first" / "tokenizer").resolve())
+    shutil.move(tmp_path / "first", tmp_path / "moved")
+    assert checkpoint_tokenizer(tmp_path / "moved").vocab_size == 8400
+    assert get_preset(tmp_path / "moved").tokenizer == str(tmp_path / "moved" / "tokenizer")
