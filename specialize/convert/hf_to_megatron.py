@@ -153,11 +153,16 @@ def _spawn(world: int, source: Path, destination: Path, tp: int, pp: int, dtype,
                 os.environ["CUDA_VISIBLE_DEVICES"] = saved
 
 
-def hf_to_megatron(src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *, dtype: torch.dtype | None = None) -> Path:
+def hf_to_megatron(
+    src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *, dtype: torch.dtype | None = None,
+    collective: bool = False,
+) -> Path:
     """Convert a HF Qwen checkpoint (directory or known name) into a megatron checkpoint at ``dst``.
 
     ``tp``/``pp`` set the layout the conversion runs at (and the vocabulary padding recorded);
     the checkpoint itself loads at any layout. ``dtype`` defaults to the checkpoint's.
+    ``collective=True``: every rank of the current ``tp * pp``-process group (torchrun) calls this
+    and converts its own slice in place; otherwise a running group is left alone (see module doc).
     """
     import torch.distributed as dist
 
@@ -170,7 +175,12 @@ def hf_to_megatron(src: str | Path, dst: str | Path, tp: int = 1, pp: int = 1, *
     # Fail on a bad checkpoint here, before starting processes.
     check_tensor_names(HFWeights(source), preset, table_for(preset.family))
     world = tp * pp
-    if dist.is_initialized():
+    if collective:
+        if not dist.is_initialized() or dist.get_world_size() != world:
+            raise RuntimeError(f"collective conversion needs a running process group of tp x pp = {world} ranks")
+        initialize_parallel(tp, pp)
+        convert_on_this_rank(source, destination, tp, pp, dtype)
+    elif dist.is_initialized():
         # Called from inside a running job (e.g. rank 0 of a training run): convert in a separate
         # process group so the caller's groups and RNG seeds are left alone. The converter ranks run
         # on CPU (CUDA hidden): the caller's GPUs are its own, and the result loads on any layout.

@@ -71,7 +71,7 @@ def _worker(rank: int, port: int, hf_dir: str, tp1_checkpoint: str, out: str) ->
     tokens = sample_tokens()
     initialize_parallel(tp=2, pp=1)
     # Import straight into a TP=2 layout (each rank fills its half) ...
-    hf_to_megatron(hf_dir, out_dir / "tp2", tp=2, pp=1)
+    hf_to_megatron(hf_dir, out_dir / "tp2", tp=2, pp=1, collective=True)
     results = {"tp2": _logits_tp(out_dir / "tp2", tokens, tp=2),
                # ... and load the TP=1 checkpoint at TP=2 (resharding, vocab padding 8576 -> 8704).
                "tp1_as_tp2": _logits_tp(Path(tp1_checkpoint), tokens, tp=2)}
