@@ -46,7 +46,7 @@ def cli_command(overrides: list[str], nproc: int = 1) -> list[str]:
         args += ["--set", item]
     if nproc == 1:
         return [sys.executable, "-m", "specialize.train", *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", "0",
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
             "-m", "specialize.train", *args]
 
 
