@@ -161,8 +161,9 @@ def hf_to_megatron(
 
     ``tp``/``pp`` set the layout the conversion runs at (and the vocabulary padding recorded);
     the checkpoint itself loads at any layout. ``dtype`` defaults to the checkpoint's.
-    ``collective=True``: every rank of the current ``tp * pp``-process group (torchrun) calls this
-    and converts its own slice in place; otherwise a running group is left alone (see module doc).
+    ``collective=True`` (implied under torchrun before any process group exists, e.g.
+    ``torchrun --nproc-per-node 8 -m specialize.cli convert ... --tp 8``): every rank calls this and
+    converts its own slice; otherwise a running group is left alone (see the module doc).
     """
     import torch.distributed as dist
 
@@ -175,11 +176,18 @@ def hf_to_megatron(
     # Fail on a bad checkpoint here, before starting processes.
     check_tensor_names(HFWeights(source), preset, table_for(preset.family))
     world = tp * pp
-    if collective:
-        if not dist.is_initialized() or dist.get_world_size() != world:
-            raise RuntimeError(f"collective conversion needs a running process group of tp x pp = {world} ranks")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+    if collective or (not dist.is_initialized() and launched > 1):
+        current = dist.get_world_size() if dist.is_initialized() else launched
+        if current != world:
+            raise RuntimeError(f"collective conversion needs tp x pp = {world} ranks, this job has {current}")
+        owns_group = not dist.is_initialized()
         initialize_parallel(tp, pp)
-        convert_on_this_rank(source, destination, tp, pp, dtype)
+        try:
+            convert_on_this_rank(source, destination, tp, pp, dtype)
+        finally:
+            if owns_group:
+                destroy_parallel()
     elif dist.is_initialized():
         # Called from inside a running job (e.g. rank 0 of a training run): convert in a separate
         # process group so the caller's groups and RNG seeds are left alone. The converter ranks run
