@@ -78,7 +78,9 @@ def transformer_config(
         bf16=bf16,
         # Kernels that need CUDA (apex/TE/triton/nvfuser) are off on CPU; megatron picks them on GPU.
         use_cpu_initialization=on_cpu,
-        gradient_accumulation_fusion=False if on_cpu else _have_transformer_engine(),
+        # Needs apex's fused_weight_gradient_mlp_cuda even with TE (the output layer is megatron's
+        # own ColumnParallelLinear); a throughput option the training config may turn on.
+        gradient_accumulation_fusion=False,
         bias_activation_fusion=not on_cpu,
         bias_dropout_fusion=not on_cpu,
         masked_softmax_fusion=not on_cpu,
