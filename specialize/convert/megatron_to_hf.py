@@ -82,7 +82,8 @@ def megatron_to_hf(
     chat_template: str | None = None,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> Path:
-    """Export the megatron checkpoint ``src`` as a HF Qwen2ForCausalLM checkpoint in ``dst``.
+    """Export the megatron checkpoint ``src`` (or a training step directory holding ``model/``)
+    as a HF Qwen2ForCausalLM checkpoint in ``dst``.
 
     ``chat_template`` (a Jinja ChatML template) goes into ``tokenizer_config.json`` and makes
     ``<|im_end|>`` the end-of-sequence token, for SFT models.
@@ -91,6 +92,7 @@ def megatron_to_hf(
 
     from specialize.model.build import build_gpt_model, transformer_config
     from specialize.model.checkpoint import (
+        META_FILE,
         cast_dtype,
         checkpoint_tokenizer,
         load_model_checkpoint,
@@ -99,6 +101,8 @@ def megatron_to_hf(
     from specialize.model.parallel import destroy_parallel, initialize_parallel
 
     source, destination = Path(src), Path(dst)
+    if not (source / META_FILE).is_file() and (source / "model" / META_FILE).is_file():
+        source = source / "model"  # a training checkpoint step: weights live in its model/ folder
     meta = read_checkpoint_meta(source)
     preset = ModelPreset.from_dict(meta["preset"])
     dtype = cast_dtype(meta["saved_with"]["params_dtype"])

@@ -42,3 +42,13 @@ def test_qwen_tiny_forward_backward_on_cpu(megatron_single):
     loss.mean().backward()
     grads = [p.grad if p.grad is not None else getattr(p, "main_grad", None) for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_checkpoint_keys_do_not_depend_on_the_layer_spec():
+    """Transformer Engine fuses the norms into linear_qkv/linear_fc1; checkpoints use one key set."""
+    from specialize.model.checkpoint import canonical_key
+
+    assert canonical_key("decoder.layers.self_attention.linear_qkv.layer_norm_weight") == "decoder.layers.input_layernorm.weight"
+    assert canonical_key("decoder.layers.mlp.linear_fc1.layer_norm_weight") == "decoder.layers.pre_mlp_layernorm.weight"
+    assert canonical_key("decoder.layers.self_attention.linear_qkv.weight") == "decoder.layers.self_attention.linear_qkv.weight"
+    assert canonical_key("decoder.final_layernorm.weight") == "decoder.final_layernorm.weight"
