@@ -60,7 +60,7 @@ class HFWeights:
                 raise CheckpointError(f"{path}: listed in {SAFETENSORS_INDEX} but missing")
             try:
                 with safe_open(str(path), framework="pt", device="cpu") as handle:
-                    for name in handle.keys():
+                    for name in handle.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
                         info = handle.get_slice(name)
                         self._file_of[name] = path
                         self._meta[name] = (tuple(info.get_shape()), _SAFETENSORS_DTYPES[info.get_dtype()])
