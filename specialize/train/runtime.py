@@ -157,8 +157,11 @@ def _memory_gb() -> float:
     return psutil.Process().memory_info().rss / 2**30
 
 
-def run_training(config: RunConfig, provider: DatasetProvider | None = None) -> RunResult:
+def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, preset=None) -> RunResult:
     """Train as ``config`` says on ``provider``'s data (default: the Arrow shard blend of ``config.data``).
+
+    ``preset`` (a ``ModelPreset``) replaces ``model.source`` with that architecture from random weights:
+    for benchmarks and tests of shapes that have no named preset.
 
     Collective: under torchrun every process calls it. Resumes from ``<output>/checkpoints/latest``
     when ``checkpoint.resume`` is on. Returns after the last step or after a SIGTERM/SIGINT save.
@@ -193,7 +196,10 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None) -> 
         (output / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
 
     # -- model ------------------------------------------------------------------------------------
-    preset, init_dir, tokenizer_source = resolve_model_source(m.source, output, m.tp, m.pp)
+    if preset is None:
+        preset, init_dir, tokenizer_source = resolve_model_source(m.source, output, m.tp, m.pp)
+    else:
+        init_dir, tokenizer_source = None, preset.tokenizer
     tokenizer = load_tokenizer(tokenizer_source)
     bf16 = t.precision == "bf16" or (t.precision == "auto" and on_gpu)
     overrides = dict(m.overrides)
