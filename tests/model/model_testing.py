@@ -52,24 +52,31 @@ def sample_tokens(batch: int = 2, length: int = 24) -> torch.Tensor:
 
 
 def write_qwen1_checkpoint(model, directory: Path, *, old_keys: bool) -> None:
-    """The same weights under Qwen 1.0 names (QWenLMHeadModel) with a Qwen 1.0 config.json.
+    """The same function under Qwen 1.0 names (QWenLMHeadModel) with a Qwen 1.0 config.json.
 
-    Qwen 1.0 has no GQA, so ``model`` must have num_key_value_heads == num_attention_heads.
+    Qwen 1.0 has no GQA: each K/V head of a GQA model is repeated for the query heads it serves
+    (what Qwen2's ``repeat_kv`` does at run time), which leaves the function unchanged.
     """
     from safetensors.torch import save_file
 
     from specialize.tokenization.qwen import TINY_VOCAB_PATH
 
     cfg = model.config
-    assert cfg.num_key_value_heads == cfg.num_attention_heads
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    repeat = cfg.num_attention_heads // cfg.num_key_value_heads
+
+    def as_mha(tensor):  # [groups * d, ...] -> [heads * d, ...], each group's head repeated in place
+        grouped = tensor.reshape(cfg.num_key_value_heads, head_dim, *tensor.shape[1:])
+        return grouped.repeat_interleave(repeat, dim=0).reshape(cfg.num_attention_heads * head_dim, *tensor.shape[1:])
+
     hf = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     qwen1 = {"transformer.wte.weight": hf["model.embed_tokens.weight"], "transformer.ln_f.weight": hf["model.norm.weight"],
              "lm_head.weight": hf["lm_head.weight"]}
     for i in range(cfg.num_hidden_layers):
         src, dst = f"model.layers.{i}.", f"transformer.h.{i}."
         for kind in ("weight", "bias"):
-            qwen1[f"{dst}attn.c_attn.{kind}"] = torch.cat(
-                [hf[f"{src}self_attn.{p}_proj.{kind}"] for p in ("q", "k", "v")], dim=0)
+            q, k, v = (hf[f"{src}self_attn.{p}_proj.{kind}"] for p in ("q", "k", "v"))
+            qwen1[f"{dst}attn.c_attn.{kind}"] = torch.cat([q, as_mha(k), as_mha(v)], dim=0)
         qwen1[f"{dst}attn.c_proj.weight"] = hf[f"{src}self_attn.o_proj.weight"]
         qwen1[f"{dst}ln_1.weight"] = hf[f"{src}input_layernorm.weight"]
         qwen1[f"{dst}ln_2.weight"] = hf[f"{src}post_attention_layernorm.weight"]
@@ -78,7 +85,6 @@ def write_qwen1_checkpoint(model, directory: Path, *, old_keys: bool) -> None:
         qwen1[f"{dst}mlp.c_proj.weight"] = hf[f"{src}mlp.down_proj.weight"]
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in qwen1.items()}, str(directory / "model.safetensors"))
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
     if old_keys:
         config = {"n_embd": cfg.hidden_size, "n_head": cfg.num_attention_heads, "n_layer": cfg.num_hidden_layers,
                   "ffn_hidden_size": 2 * cfg.intermediate_size, "padded_vocab_size": cfg.vocab_size,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from model_testing import TINY, hf_logits, make_hf_qwen2, sample_tokens, write_qwen1_checkpoint
+from model_testing import TINY, hf_logits, sample_tokens, write_qwen1_checkpoint
 
 from specialize.convert import hf_to_megatron, megatron_to_hf
 from specialize.convert.hf_io import HFWeights
@@ -72,13 +72,13 @@ def test_qwen2_import_matches_transformers_and_exports_bit_identically(fixture, 
 
 
 @pytest.mark.parametrize("old_keys", [False, True], ids=["new-config-keys", "old-config-keys"])
-def test_qwen1_checkpoint_imports_to_the_same_function(old_keys, tmp_path):
-    heads = TINY["num_attention_heads"]
-    hf_model = make_hf_qwen2(tmp_path / "qwen2", tied=False, seed=3, num_key_value_heads=heads)
+def test_qwen1_checkpoint_of_the_same_weights_imports_to_the_same_function(old_keys, hf_untied, tmp_path):
+    _, hf_model = hf_untied  # GQA; written as Qwen 1.0 MHA with K/V heads repeated
     write_qwen1_checkpoint(hf_model, tmp_path / "qwen1", old_keys=old_keys)
     hf_to_megatron(tmp_path / "qwen1", tmp_path / "megatron")
     meta = json.loads((tmp_path / "megatron" / "specialize.json").read_text())
     assert meta["preset"]["family"] == "qwen" and meta["preset"]["ffn_hidden_size"] == TINY["intermediate_size"]
+    assert meta["preset"]["num_query_groups"] == TINY["num_attention_heads"]
     assert (tmp_path / "megatron" / "tokenizer" / "qwen.tiktoken").is_file()
     tokens = sample_tokens()
     logits = megatron_logits(tmp_path / "megatron", tokens)
