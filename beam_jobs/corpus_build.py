@@ -21,6 +21,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
+from beam_jobs.quality import QualityConfig, quality_stages
 from beam_jobs.runner import LOCAL_RUNNERS, create_pipeline
 from beam_jobs.stages import DocumentStage, ReportRejections
 from specialize.corpus import outputs
@@ -50,6 +51,7 @@ class BuildSettings:
     tokenizer_threads: int = 1  # tiktoken threads per worker (it releases the GIL)
     remote_settings: dict = field(default_factory=dict)
     samples_per_reason: int = 20
+    quality: QualityConfig = field(default_factory=QualityConfig)  # filters, dedup, decontamination switches
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,8 +211,12 @@ def build_pipeline(
     )
     rejected.append(read_rejected)
 
-    # --- Quality stages (issue 3) plug in here: each is `documents, dropped = documents | Stage(...)`,
-    # --- appending `dropped` to `rejected`. Order: filters -> exact dedup -> near dedup -> decontamination.
+    # Quality stages (beam_jobs/quality.py lists them in order): rules -> secrets -> quality model
+    # -> exact dedup -> near dedup -> decontamination -> up-sampling.
+    stats_dir = outputs.join(settings.output, STATS_DIR)
+    for label, stage in quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile"):
+        documents, dropped = documents | label >> stage
+        rejected.append(dropped)
 
     (
         documents

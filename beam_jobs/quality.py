@@ -148,6 +148,11 @@ class QualityConfig:
     min_quality: float | None = None
     source_weights: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def off(cls) -> "QualityConfig":
+        """Every quality stage off (`--no-quality`): the corpus is exactly what the readers produced."""
+        return cls(filters=False, secrets=False, exact_dedup=False, near_dedup=False, decontaminate=[])
+
 
 def _section(profile, name: str, where: str) -> dict:
     section = profile.section(name)

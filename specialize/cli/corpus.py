@@ -34,11 +34,25 @@ def build(
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad input instead of counting and skipping it."),
     runner_config: Optional[Path] = typer.Option(None, "--runner-config", help="YAML of remote runner settings."),
     runner_option: Optional[list[str]] = typer.Option(None, "--runner-option", help="KEY=VALUE remote runner setting; repeatable."),
+    # Quality stages (README "Corpus quality"; thresholds in the profile). All on by default.
+    no_quality: bool = typer.Option(False, "--no-quality", help="Turn every quality stage off."),
+    no_filters: bool = typer.Option(False, "--no-filters", help="Skip the rule filters."),
+    no_secrets: bool = typer.Option(False, "--no-secrets", help="Keep files with secrets (code)."),
+    no_exact_dedup: bool = typer.Option(False, "--no-exact-dedup", help="Skip exact deduplication."),
+    no_near_dedup: bool = typer.Option(False, "--no-near-dedup", help="Skip MinHash near-deduplication."),
+    near_dedup: Optional[list[str]] = typer.Option(None, "--near-dedup", help="KEY=VALUE near-dedup setting (ngram, bands, rows, seed, verify_threshold, rounds); repeatable."),
+    decontaminate: Optional[list[str]] = typer.Option(None, "--decontaminate", help="Benchmark NAME (humaneval; mbpp, gsm8k, math: cached download) or NAME=PATH (JSONL/Parquet); repeatable. Replaces the profile's list."),
+    no_decontaminate: bool = typer.Option(False, "--no-decontaminate", help="Skip decontamination."),
+    decontaminate_ngram: Optional[int] = typer.Option(None, "--decontaminate-ngram", help="Shared n-gram length in whitespace tokens (default 10)."),
+    quality_model: Optional[str] = typer.Option(None, "--quality-model", help="Model from `specialize quality train`: scores go in the shard's quality column."),
+    min_quality: Optional[float] = typer.Option(None, "--min-quality", help="Drop documents scoring below this (needs --quality-model)."),
+    source_weight: Optional[list[str]] = typer.Option(None, "--source-weight", help="INPUT=W up-sampling weight of an --input (2 = twice, 0.5 = half); repeatable."),
 ) -> None:
     """Read raw code or math files, clean them and write tokenized Arrow shards plus a manifest."""
     from beam_jobs.corpus_build import BuildSettings, run_build
     from beam_jobs.runner import default_workers
     from specialize.corpus import defaults
+    from specialize.cli.quality import build_quality_config
     from specialize.corpus.report import print_summary
 
     remote: dict = {}
@@ -61,6 +75,11 @@ def build(
         workers=max(1, workers),
         tokenizer_threads=max(1, default_workers() // max(1, workers)),
         remote_settings=remote,
+        quality=build_quality_config(
+            no_quality=no_quality, no_filters=no_filters, no_secrets=no_secrets, no_exact_dedup=no_exact_dedup,
+            no_near_dedup=no_near_dedup, near_dedup=near_dedup or [], decontaminate=decontaminate or [],
+            no_decontaminate=no_decontaminate, decontaminate_ngram=decontaminate_ngram, quality_model=quality_model,
+            min_quality=min_quality, source_weight=source_weight or []),
     )
     typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} worker process(es) x {settings.tokenizer_threads} tokenizer threads)", err=True)
     manifest = run_build(settings)

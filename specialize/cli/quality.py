@@ -56,3 +56,39 @@ def score(
                 typer.echo(f"{value:.4f}\t{path}" + (f"#{number}" if len(texts) > 1 else ""))
     except (FileNotFoundError, ValueError) as err:
         raise typer.BadParameter(str(err)) from None
+
+
+def build_quality_config(*, no_quality: bool, no_filters: bool, no_secrets: bool, no_exact_dedup: bool,
+                         no_near_dedup: bool, near_dedup: list[str], decontaminate: list[str], no_decontaminate: bool,
+                         decontaminate_ngram: int | None, quality_model: str | None, min_quality: float | None,
+                         source_weight: list[str]):
+    """`corpus build`'s quality flags -> ``QualityConfig`` (bad values raise BadParameter naming the flag)."""
+    import yaml
+
+    from beam_jobs.quality import QualityConfig
+    from specialize.quality.upsample import parse_weights
+
+    overrides = {}
+    for pair in near_dedup:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE (ngram, bands, rows, seed, verify_threshold, rounds)",
+                                     param_hint="--near-dedup")
+        overrides[key.strip()] = yaml.safe_load(value)  # numbers and null as in the profile
+    try:
+        weights = parse_weights(source_weight)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--source-weight") from None
+    if min_quality is not None and not 0.0 <= min_quality <= 1.0:
+        raise typer.BadParameter(f"{min_quality} is not a probability in [0, 1]", param_hint="--min-quality")
+    if no_quality:
+        config = QualityConfig.off()
+    else:
+        config = QualityConfig(filters=not no_filters, secrets=not no_secrets, exact_dedup=not no_exact_dedup,
+                               near_dedup=not no_near_dedup,
+                               decontaminate=[] if no_decontaminate else (list(decontaminate) or None))
+    config.near_dedup_settings = overrides
+    config.decontaminate_ngram = decontaminate_ngram
+    config.quality_model, config.min_quality = quality_model, min_quality
+    config.source_weights = weights
+    return config

@@ -86,6 +86,9 @@ def assemble_manifest(
         "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1]["tokens"])),
         "removed": rejections,
         "discovery": discovery,
+        # stage facts beyond removal counts (near-dedup convergence, decontamination item ids, up-sampling)
+        "stages": {name[len("stage-"):-len(".json")]: json.loads(outputs.read_bytes(outputs.join(stats_dir, name)))
+                   for name in outputs.list_names(stats_dir, "stage-") if name.endswith(".json")},
     }
     outputs.write_atomic(outputs.join(output_dir, MANIFEST_NAME), json.dumps(manifest, indent=1).encode())
     return manifest

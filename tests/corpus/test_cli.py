@@ -11,7 +11,7 @@ def test_build_stats_verify(planted, tmp_path):
     runner = CliRunner()
     out = tmp_path / "out"
     result = runner.invoke(app, ["corpus", "build", "--domain", "code", "--input", str(planted / "repo"),
-                                 "--output", str(out), "--workers", "1"])
+                                 "--output", str(out), "--workers", "1", "--no-quality"])
     assert result.exit_code == 0, result.output
     assert "python" in result.output and "non_utf8" in result.output
     result = runner.invoke(app, ["corpus", "stats", str(out), "--histogram", str(tmp_path / "h.png")])

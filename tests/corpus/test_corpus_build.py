@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from beam_jobs.corpus_build import BuildSettings, run_build, shard_of
+from beam_jobs.quality import QualityConfig
 from specialize.corpus.manifest import read_manifest, verify_shards
 from specialize.corpus.shards import open_shard, shard_token_stream
 from specialize.corpus.sources import StrictModeError
@@ -17,6 +18,7 @@ from specialize.tokenization import load_tokenizer
 
 
 def build(planted: Path, out: Path, profile: Path | None, **overrides) -> dict:
+    overrides.setdefault("quality", QualityConfig.off())  # these tests specify reading; quality: tests/quality/
     settings = BuildSettings(domain="code", inputs=[str(planted / "repo"), str(planted / "records")],
                              output=str(out), profile=str(profile) if profile else None, seq_length=64, **overrides)
     return run_build(settings)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specialize.corpus.document import Document
+from specialize.corpus.profile import load_profile
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CLEAN_MODULES = ("textwrap.py", "shlex.py", "fnmatch.py", "glob.py", "bisect.py", "heapq.py", "colorsys.py",
@@ -22,13 +23,9 @@ CLEAN_MODULES = ("textwrap.py", "shlex.py", "fnmatch.py", "glob.py", "bisect.py"
                  "dataclasses.py", "difflib.py", "fractions.py", "statistics.py", "string.py", "shutil.py",
                  "cmd.py", "codeop.py")
 
-# Thresholds the planted set is judged with: the same values ship in specialize/profiles/*.yaml.
-CODE_FILTERS = {"languages": None, "min_chars": 20, "max_bytes": 1048576, "header_lines": 10,
-                "max_line_length": 1000, "max_mean_line_length": 100, "min_alnum_fraction": 0.25,
-                "max_data_fraction": 0.5, "minified_max_whitespace": 0.1}
-MATH_FILTERS = {"min_words": 20, "max_bytes": 1048576, "min_math_score": 0.1, "min_alpha_word_fraction": 0.4,
-                "min_mean_word_length": 1.5, "max_mean_word_length": 12.0, "max_duplicate_line_fraction": 0.3,
-                "max_boilerplate_phrases": 3}
+# The planted set is judged with the thresholds the build ships (specialize/profiles/*.yaml, `filters:`).
+CODE_FILTERS = load_profile("code").section("filters")
+MATH_FILTERS = load_profile("math").section("filters")
 
 
 @dataclass(frozen=True)
