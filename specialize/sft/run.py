@@ -189,8 +189,9 @@ def export_run(run_dir: str | Path, destination: str | Path | None = None) -> Pa
 
 def export_in_subprocess(run_dir: Path) -> Path:
     """After a torchrun job the export runs in a fresh single process (it reshards to TP=1/PP=1)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                        "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")}
+    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+                "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
+    # TORCHELASTIC_USE_AGENT_STORE would make the export connect to the (finished) launcher's store
+    env = {k: v for k, v in os.environ.items() if k not in launcher and not k.startswith("TORCHELASTIC_")}
     subprocess.run([sys.executable, "-m", "specialize.cli", "sft", "export", str(run_dir)], check=True, env=env)
     return run_dir / HF_DIR

@@ -150,3 +150,28 @@ def test_sft_resume_is_exact(sft_run):
     straight, resumed = _train_losses(root / "run"), _train_losses(interrupted)
     assert [resumed[s] for s in (1, 2, 3, 4)] == [straight[s] for s in (1, 2, 3, 4)]
     assert (interrupted / "hf" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_process_sft_equals_one_process_and_exports(sft_run):
+    """torchrun DP=2: rank 0 writes, every rank builds the same packed data, the export runs in a clean
+    single process after the job; the losses equal the single-process run's."""
+    import os
+    import subprocess
+    import sys
+
+    from specialize.model.parallel import free_port
+
+    root, data, _ = sft_run
+    out = root / "dp2"
+    args = _sft_args(out, data, 2)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+               "-m", "specialize.cli", *args]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1",
+           "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    straight, parallel = _train_losses(root / "run"), _train_losses(out)
+    assert [parallel[s] for s in (1, 2)] == pytest.approx([straight[s] for s in (1, 2)], rel=1e-5)
+    assert (out / "hf" / "model.safetensors.index.json").is_file()
