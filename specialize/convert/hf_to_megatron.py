@@ -13,14 +13,17 @@ spawns its own group of CPU processes and leaves the caller's parallel state unt
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
 
 from specialize.convert.hf_io import CheckpointError, HFWeights
 from specialize.convert.resolve import resolve_checkpoint
-from specialize.convert.tables import ConversionTable, global_layer_name, table_for
+from specialize.convert.tables import ConversionTable, global_layer_name, megatron_shape, table_for
 from specialize.model.presets import ModelPreset, get_preset
+
+_LAYER_INDEX = re.compile(r"\.\d+\.")
 
 
 def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: ConversionTable) -> None:
@@ -48,43 +51,40 @@ def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: Conversio
         )
 
 
-def tp_partition_dims(model) -> dict[str, int]:
-    """Parameter name -> the dim megatron splits it along under TP (absent: replicated).
+def tp_partition_dim(name: str, local_shape: tuple[int, ...], preset: ModelPreset, tp: int) -> int | None:
+    """The dim along which megatron splits this parameter over TP ranks (None: replicated).
 
-    Read from the module types, not from the ``partition_dim`` attributes: megatron sets those
-    only while initialising weights, and conversion builds with ``perform_initialization=False``.
+    Found by comparing this rank's shape with the full shape the table gives: exactly one dim is
+    ``tp`` times smaller. This holds for megatron's own layers and Transformer Engine's alike, and
+    does not depend on the ``partition_dim`` attributes megatron sets only while initialising.
     """
-    from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding
-
-    dims: dict[str, int] = {}
-    for module_name, module in model.named_modules():
-        prefix = f"{module_name}." if module_name else ""
-        if isinstance(module, (VocabParallelEmbedding, ColumnParallelLinear)):
-            dims.update({f"{prefix}{name}": 0 for name, _ in module.named_parameters(recurse=False)})
-        elif isinstance(module, RowParallelLinear):
-            dims[f"{prefix}weight"] = 1  # the bias of a row-parallel layer is replicated
-    return dims
+    full = megatron_shape(_LAYER_INDEX.sub(".*.", name, count=1), preset, tp)
+    if tuple(local_shape) == tuple(full):
+        return None
+    split = [d for d, (mine, whole) in enumerate(zip(local_shape, full)) if mine * tp == whole and mine != whole]
+    if len(local_shape) != len(full) or len(split) != 1:
+        raise ValueError(f"{name}: shape {list(local_shape)} is not a TP={tp} slice of {list(full)}")
+    return split[0]
 
 
 def load_hf_weights(model, weights: HFWeights, preset: ModelPreset) -> None:
     """Copy HF tensors into this rank's megatron parameters (any TP rank / PP stage)."""
     from megatron.core import parallel_state
 
-    from specialize.model.checkpoint import unwrap_model
+    from specialize.model.checkpoint import canonical_key, unwrap_model
 
     table = table_for(preset.family)
     core = unwrap_model(model)
     tp = parallel_state.get_tensor_model_parallel_world_size()
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     layer_numbers = [layer.layer_number for layer in core.decoder.layers] if hasattr(core, "decoder") else []
-    partition_dims = tp_partition_dims(core)
     for local_name, param in core.named_parameters():
-        name = global_layer_name(local_name, layer_numbers)
+        name = canonical_key(global_layer_name(local_name, layer_numbers))  # TE's fused-norm names too
         mapping, layer = table.lookup(name)
         hf_names = mapping.hf_names(layer)
         if name == "output_layer.weight" and preset.tie_word_embeddings:
             hf_names = [table.tied_output]  # the last stage's copy of the tied embedding
-        partition_dim = partition_dims.get(local_name)
+        partition_dim = tp_partition_dim(name, tuple(param.shape), preset, tp)
         full_shape = list(param.shape)
         if partition_dim is not None:
             full_shape[partition_dim] *= tp

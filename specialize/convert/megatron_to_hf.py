@@ -93,6 +93,7 @@ def megatron_to_hf(
     from specialize.model.build import build_gpt_model, transformer_config
     from specialize.model.checkpoint import (
         META_FILE,
+        canonical_key,
         cast_dtype,
         checkpoint_tokenizer,
         load_model_checkpoint,
@@ -114,7 +115,8 @@ def megatron_to_hf(
         config = transformer_config(preset, params_dtype=dtype, perform_initialization=False)
         model = build_gpt_model(preset, config)
         load_model_checkpoint(model, source)
-        params = {name: param.to("cpu") for name, param in model.named_parameters()}
+        # Canonical names: a GPU model built with Transformer Engine names its norms differently.
+        params = {canonical_key(name): param.to("cpu") for name, param in model.named_parameters()}
         destination.mkdir(parents=True, exist_ok=True)
         write_sharded_safetensors(destination, export_groups(params, preset, dtype), max_shard_bytes)
     finally:
