@@ -20,7 +20,12 @@ import torch
 
 from specialize.convert.hf_io import CheckpointError, HFWeights
 from specialize.convert.resolve import resolve_checkpoint
-from specialize.convert.tables import ConversionTable, global_layer_name, megatron_shape, table_for
+from specialize.convert.tables import (
+    ConversionTable,
+    global_layer_name,
+    megatron_shape,
+    table_for,
+)
 from specialize.model.presets import ModelPreset, get_preset
 
 _LAYER_INDEX = re.compile(r"\.\d+\.")
