@@ -20,10 +20,10 @@ from specialize.decontam.index import NgramIndex
 STAGE = "decontaminate"
 
 
-def build_index(specs: list[str], n: int = 10) -> NgramIndex:
+def build_index(specs: list[str], n: int = 10, min_shared: int = 1) -> NgramIndex:
     """The index of every benchmark in ``specs`` (``NAME`` or ``NAME=PATH``), loaded before Beam starts."""
     items = [item for spec in specs for item in load_benchmark(spec)]
-    return NgramIndex(items, n)
+    return NgramIndex(items, n, min_shared)
 
 
 class _CheckFn(beam.DoFn):
@@ -55,7 +55,7 @@ class Decontaminate(beam.PTransform):
         outputs = documents | beam.ParDo(_CheckFn(self._index)).with_outputs(REJECTED, "stats", main=KEPT)
         if self._stats_dir is not None:
             summary = self._index.summary()
-            base = {"ngram": self._index.n, "benchmarks": {
+            base = {"ngram": self._index.n, "min_shared_ngrams": self._index.min_shared, "benchmarks": {
                 b: {**figures, "documents_removed": 0, "documents_matching": 0, "matched_items": []}
                 for b, figures in summary.items()}}
             outputs["stats"] | WriteStageStats(self._stats_dir, STAGE, base)

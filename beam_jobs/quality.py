@@ -196,7 +196,8 @@ def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name:
     specs = list(decontam.get("benchmarks") or []) if config.decontaminate is None else list(config.decontaminate)
     if specs:
         n = int(config.decontaminate_ngram or decontam.get("ngram", 10))
-        stages.append(("Decontaminate", Decontaminate(build_index(specs, n), stats_dir)))
+        min_shared = int(decontam.get("min_shared_ngrams", 1))
+        stages.append(("Decontaminate", Decontaminate(build_index(specs, n, min_shared), stats_dir)))
     if config.source_weights:
         stages.append(("Upsample", Upsample(config.source_weights, stats_dir)))
     return stages

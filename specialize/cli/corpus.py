@@ -114,3 +114,24 @@ def verify(directory: str = typer.Argument(..., help="A corpus build output dire
     if problems:
         raise typer.Exit(1)
     typer.echo(f"{count} shards OK")
+
+
+@app.command()
+def inspect(
+    directory: str = typer.Argument(..., help="A corpus build output directory."),
+    reason: Optional[str] = typer.Option(None, "--reason", "-r", help="Only this removal reason (e.g. data_like, near_duplicate)."),
+    stage: Optional[str] = typer.Option(None, "--stage", help="Only this stage (e.g. rules, near_dedup, decontaminate)."),
+    limit: int = typer.Option(5, "--limit", "-n", help="Documents to show."),
+    chars: int = typer.Option(600, "--chars", help="Characters of each document to show."),
+) -> None:
+    """Show removed documents (first by source) per stage and reason, to tune thresholds by looking."""
+    from specialize.quality.inspect import removed_samples
+
+    try:
+        samples = removed_samples(directory, reason=reason, stage=stage)
+    except (FileNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="DIR/--reason/--stage") from None
+    for sample in samples[:limit]:
+        typer.echo(f"=== {sample['stage']}/{sample['reason']}  {sample['source']}  ({sample['bytes']:,} bytes)  {sample['detail']}")
+        typer.echo(sample["text"][:chars].rstrip() + ("\n..." if len(sample["text"]) > chars else ""))
+    typer.echo(f"({min(limit, len(samples))} of {len(samples)} kept samples shown; counts per reason: `specialize corpus stats {directory}`)")

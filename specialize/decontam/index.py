@@ -5,7 +5,11 @@ removed, ASCII lower-cased, split on whitespace. Every run of ``n`` tokens (defa
 Qwen and GPT-3 reports' overlap checks) is hashed to 64 bits with the same vectorised hashing as
 MinHash; the index is one sorted array of hashes with the item each came from, so a document check is
 a ``searchsorted`` over its n-gram hashes: no Python loop per n-gram, and the index of all of
-HumanEval + MBPP + GSM8K + MATH is a few MB, small enough to ship to every worker as a side input.
+HumanEval + MBPP + GSM8K + MATH is a few MB, small enough to ship to every worker with the DoFn.
+
+``min_shared`` (default 1: any shared n-gram, the conservative rule of the GPT-3 and Qwen reports) is
+the number of distinct n-grams a document must share with one item. Generic enumerations in a prompt
+("0, 1, 2, 3, 4, 5, 6, 7, 8, 9,") can match unrelated files once; a copied problem shares dozens.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ class Contamination:
 class NgramIndex:
     """Sorted n-gram hashes of all items of all benchmarks; picklable for Beam side inputs."""
 
-    def __init__(self, items: list[BenchmarkItem], n: int = 10):
-        if n < 1:
-            raise ValueError(f"decontamination n-gram size must be >= 1, got {n}")
-        self.n = n
+    def __init__(self, items: list[BenchmarkItem], n: int = 10, min_shared: int = 1):
+        if n < 1 or min_shared < 1:
+            raise ValueError(f"decontamination n-gram size and min shared n-grams must be >= 1, got {n}, {min_shared}")
+        self.n, self.min_shared = n, min_shared
         self.items = [(item.benchmark, item.item_id) for item in items]
         hashes, owners, self.too_short = [], [], {}
         for position, item in enumerate(items):
@@ -82,7 +86,10 @@ class NgramIndex:
         if not hit.any():
             return None
         right = np.searchsorted(self.hashes, grams[hit], side="right")
-        owners = np.unique(np.concatenate([self.owners[a:b] for a, b in zip(left[hit], right)]))
+        owners, shared = np.unique(np.concatenate([self.owners[a:b] for a, b in zip(left[hit], right)]), return_counts=True)
+        owners = owners[shared >= self.min_shared]  # distinct n-grams this document shares with each item
+        if owners.size == 0:
+            return None
         matches: dict[str, set[str]] = {}
         for position in owners.tolist():
             benchmark, item_id = self.items[position]

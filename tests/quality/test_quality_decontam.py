@@ -64,3 +64,12 @@ def test_download_offline_error_and_cache(tmp_path, monkeypatch):
     cached.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([{"task_id": 11, "text": "t " * 12, "code": "c"}]), cached)
     assert [i.item_id for i in load_benchmark("mbpp")] == ["11"]  # the cached copy, no network
+
+
+def test_min_shared_ngrams_ignores_one_off_enumerations():
+    items = load_benchmark("humaneval")
+    generic = "# values: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, in order\n" * 3  # one 10-gram of HumanEval/78
+    assert NgramIndex(items, min_shared=1).check(generic).matches == {"humaneval": ["HumanEval/78"]}
+    strict = NgramIndex(items, min_shared=3)
+    assert strict.check(generic) is None
+    assert strict.check("x = 1\n" + humaneval_item("HumanEval/78")).matches == {"humaneval": ["HumanEval/78"]}
