@@ -303,6 +303,8 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     interrupted = False
     model.train()
     step = start_step
+    if config.log.eval_every and start_step == 0:
+        last_valid = validate(0)  # the starting point, so "validation loss falls" is visible from step 0
     try:
         while step < t.steps:
             started = time.perf_counter()

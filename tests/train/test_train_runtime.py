@@ -64,7 +64,7 @@ def test_loss_falls_and_everything_is_logged(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
     valid = [r for r in records if r["kind"] == "valid"]
-    assert [r["step"] for r in train] == list(range(1, 21)) and [r["step"] for r in valid] == [10, 20]
+    assert [r["step"] for r in train] == list(range(1, 21)) and [r["step"] for r in valid] == [0, 10, 20]
     assert train[-1]["loss"] < train[0]["loss"] - 2.0  # ln(8400) ~ 9.0 at the start
     assert valid[-1]["loss"] < valid[0]["loss"]
     assert train[0]["lr"] == pytest.approx(1.5e-3) and train[1]["lr"] == pytest.approx(3e-3)  # warmup
