@@ -128,13 +128,13 @@ def test_near_dedup_clusters_planted_copies_and_keeps_the_smallest(tmp_path):
     stats = json.loads((stats_dir / "stage-near_dedup.json").read_text())
     assert stats["converged"] and stats["clusters"] == 1 and stats["clustered_documents"] == 4
     # same input in another order: the same survivor
-    kept_again, _ = run_stage(NearDedup(NearDedupSettings()), list(reversed(docs)))
+    kept_again, _ = run_stage(NearDedup(NearDedupSettings(rounds=2)), list(reversed(docs)))
     assert [d.source for d in kept_again] == [d.source for d in kept]
 
 
 def test_near_dedup_verification_rejects_low_jaccard_candidates():
     # With 1 band of 1 row nearly everything collides; the exact Jaccard check must keep them apart.
-    loose = NearDedupSettings(minhash=MinHashConfig(ngram=1, bands=1, rows=1), verify_threshold=0.8)
+    loose = NearDedupSettings(minhash=MinHashConfig(ngram=1, bands=1, rows=1), verify_threshold=0.8, rounds=1)
     words = "alpha beta gamma delta epsilon zeta eta theta".split()
     docs = [_doc(" ".join(words[:6]), "a"), _doc(" ".join(words[2:]), "b")]
     kept, rejected = run_stage(NearDedup(loose), docs)
@@ -142,7 +142,7 @@ def test_near_dedup_verification_rejects_low_jaccard_candidates():
     if hasher.signature(docs[0].text)[0] != hasher.signature(docs[1].text)[0]:
         pytest.skip("this seed did not make the pair a candidate")
     assert rejected == [] and len(kept) == 2
-    unchecked = NearDedupSettings(minhash=loose.minhash, verify_threshold=None)
+    unchecked = NearDedupSettings(minhash=loose.minhash, verify_threshold=None, rounds=1)
     kept, rejected = run_stage(NearDedup(unchecked), docs)
     assert [r.source for r in rejected] == ["b"]
 
