@@ -103,6 +103,20 @@ def _preset_name(source: str) -> str | None:
     return None if path.exists() else source
 
 
+def check_missing_source(source: str) -> None:
+    """A ``--from`` that is not a directory must be a preset; a path-like name of a project preset
+    (``checkpoints/cpt/qwen-tiny``) is a missing run directory, not a request for random weights."""
+    from specialize.model.presets import get_preset
+
+    hint = ("run `specialize train --from qwen-tiny` first, or fine-tune random weights with --from qwen-tiny")
+    try:
+        preset = get_preset(source)
+    except ValueError:
+        raise FileNotFoundError(f"--from {source}: no such run or checkpoint directory, and not a model preset; {hint}") from None
+    if "/" in source and preset.hf_repo is None:
+        raise FileNotFoundError(f"--from {source}: no such run or checkpoint directory; {hint}")
+
+
 def model_tokenizer(source: str) -> QwenTokenizer:
     """The tokenizer the runtime will use for ``--from source`` (its checkpoint's, or the preset's)."""
     from specialize.model.checkpoint import META_FILE, checkpoint_tokenizer
@@ -134,7 +148,10 @@ def run_sft(run, sft: SftDataConfig):
     from specialize.model.parallel import destroy_parallel
     from specialize.train.runtime import run_training
 
-    run.model.source = resolve_source(run.model.source)
+    source = run.model.source
+    if not Path(source).exists():
+        check_missing_source(source)
+    run.model.source = resolve_source(source)
     output = Path(run.output)
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))

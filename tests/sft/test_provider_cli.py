@@ -110,3 +110,13 @@ def test_inspect_cli_shows_masking_and_writes_ids_and_labels(tmp_path):
     assert tok.decode([l for l, m in zip(sample["labels"], sample["loss_mask"]) if m]) == "Yo<|im_end|>"
     missing = CliRunner().invoke(app, ["sft", "inspect", "--data", str(tmp_path / "nope.jsonl")])
     assert missing.exit_code == 2 and "nope.jsonl" in missing.output
+
+
+def test_a_missing_run_directory_is_not_silently_random_weights(tmp_path):
+    from specialize.sft.run import check_missing_source
+
+    check_missing_source("qwen-tiny")  # a preset: random weights, on purpose
+    with pytest.raises(FileNotFoundError, match="specialize train --from qwen-tiny"):
+        check_missing_source(str(tmp_path / "checkpoints" / "cpt" / "qwen-tiny"))
+    with pytest.raises(FileNotFoundError, match="not a model preset"):
+        check_missing_source("no-such-model")
