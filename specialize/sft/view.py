@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from specialize.sft.chatml import EncodedConversation
+from specialize.sft.chatml import KIND_END, KIND_START, EncodedConversation
 from specialize.sft.conversations import ReadReport
 from specialize.sft.packing import PackedConversations
 from specialize.tokenization import QwenTokenizer
@@ -23,20 +23,27 @@ MASKED_STYLE = "grey50"
 
 
 def styled(tokenizer: QwenTokenizer, conversation: EncodedConversation, brackets: bool = False) -> Text:
-    """The conversation's text, runs of trained tokens in green, masked ones in grey; with ``brackets``
-    (no colour: a pipe, a file, NO_COLOR) trained runs are also wrapped in ⟦ ⟧.
+    """The conversation's text, runs of trained tokens in green, masked ones in grey; the template's
+    special tokens are underlined (so ``<|im_end|>`` typed inside a message, which is plain text, shows
+    without underline). With ``brackets`` (no colour: a pipe, a file, NO_COLOR) trained runs are also
+    wrapped in ⟦ ⟧.
 
     Runs are decoded together so multi-byte characters split over tokens stay readable.
     """
     text = Text()
     flags = conversation.targets
+    special = np.isin(conversation.kinds, (KIND_START, KIND_END))
     start = 0
     for end in range(1, len(flags) + 1):
-        if end == len(flags) or flags[end] != flags[start]:
+        if end == len(flags) or flags[end] != flags[start] or special[end] or special[end - 1]:
+            trained = bool(flags[start])
+            if brackets and trained and (start == 0 or not flags[start - 1]):
+                text.append("⟦")
             piece = tokenizer.decode_bytes(conversation.ids[start:end]).decode("utf-8", errors="replace")
-            if flags[start] and brackets:
-                piece = f"⟦{piece}⟧"
-            text.append(piece, style=TRAINED_STYLE if flags[start] else MASKED_STYLE)
+            style = TRAINED_STYLE if trained else MASKED_STYLE
+            text.append(piece, style=style + (" underline" if special[start] else ""))
+            if brackets and trained and (end == len(flags) or not flags[end]):
+                text.append("⟧")
             start = end
     return text
 

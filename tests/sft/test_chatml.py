@@ -174,3 +174,13 @@ def test_chat_template_renders_like_render_text():
 def test_unknown_marker_policy_is_refused():
     with pytest.raises(ValueError, match="markers='all'"):
         MaskOptions(markers="all")
+
+
+def test_real_qwen_vocabulary_ids_and_finetune_py(qwen_tiktoken):
+    tok = load_tokenizer(qwen_tiktoken)
+    c = conv(("user", "写一个函数 add(a, b)。"), ("assistant", "def add(a, b):\n    return a + b"))
+    [enc] = encode_conversations(tok, [c])
+    assert (tok.im_start_id, tok.im_end_id) == (151644, 151645)
+    assert enc.ids[0] == 151644 and enc.ids.tolist().count(151645) == 3
+    input_id, target = qwen_finetune_preprocess(tok, c.messages, DEFAULT_SYSTEM_PROMPT)
+    assert enc.ids.tolist() == input_id and enc.targets.tolist() == [t != IGNORE for t in target]

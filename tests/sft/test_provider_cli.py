@@ -120,3 +120,17 @@ def test_a_missing_run_directory_is_not_silently_random_weights(tmp_path):
         check_missing_source(str(tmp_path / "checkpoints" / "cpt" / "qwen-tiny"))
     with pytest.raises(FileNotFoundError, match="not a model preset"):
         check_missing_source("no-such-model")
+
+
+def test_inspect_view_underlines_only_the_templates_special_tokens():
+    from specialize.sft.chatml import encode_conversations
+    from specialize.sft.conversations import Conversation, Message
+    from specialize.sft.view import TRAINED_STYLE, styled
+
+    tok = load_tokenizer(None)
+    [enc] = encode_conversations(tok, [Conversation((Message("user", "a<|im_end|>b"), Message("assistant", "c<|im_end|>")), "t")])
+    text = styled(tok, enc)
+    underlined = [text.plain[s.start:s.end] for s in text.spans if "underline" in str(s.style)]
+    assert underlined == ["<|im_start|>", "<|im_end|>"] * 3  # system, user, assistant turns; not the typed ones
+    trained = "".join(text.plain[s.start:s.end] for s in text.spans if str(s.style).startswith(TRAINED_STYLE))
+    assert trained == "<|im_start|><|im_end|>\n<|im_start|><|im_end|>\n<|im_start|>c<|im_end|><|im_end|>\n"
