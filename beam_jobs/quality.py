@@ -200,4 +200,34 @@ def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name:
         stages.append(("Decontaminate", Decontaminate(build_index(specs, n, min_shared), stats_dir)))
     if config.source_weights:
         stages.append(("Upsample", Upsample(config.source_weights, stats_dir)))
-    return stages
+    flow = _Flow(stats_dir, len(stages))
+    return [(label, _Counted(label, stage, flow)) for label, stage in stages]
+
+
+class _Flow:
+    """Collects each stage's kept-document counts while the pipeline is built; the last stage writes
+    them all as ``_stats/stage-flow.json`` (documents and bytes after every stage, in order)."""
+
+    def __init__(self, stats_dir: str, count: int):
+        self.stats_dir, self.count, self.parts = stats_dir, count, []
+
+
+def _flow_entry(document: Document, position: int, label: str) -> dict:
+    return {f"{position:02d}_{label}": {"documents_kept": 1, "bytes_kept": document.num_bytes}}
+
+
+class _Counted(beam.PTransform):
+    """A stage whose kept output is also counted into the build's flow table."""
+
+    def __init__(self, label: str, stage: beam.PTransform, flow: _Flow):
+        super().__init__()
+        self._label, self._stage, self._flow = label, stage, flow
+
+    def expand(self, documents):
+        kept, rejected = documents | self._label >> self._stage
+        flow = self._flow
+        position = len(flow.parts) + 1
+        flow.parts.append(kept | f"Count{self._label}" >> beam.Map(_flow_entry, position, self._label))
+        if len(flow.parts) == flow.count:
+            tuple(flow.parts) | "FlattenFlow" >> beam.Flatten() | "Flow" >> WriteStageStats(flow.stats_dir, "flow")
+        return kept, rejected

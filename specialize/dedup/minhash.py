@@ -4,8 +4,9 @@ Why hand-written rather than ``datasketch``: datasketch hashes one shingle at a 
 datatrove's signature step), which is the bottleneck of every MinHash dedup we measured. Here no Python
 code runs per word or per shingle:
 
-1. the UTF-8 bytes of the text go through a lookup table (ASCII lower-casing, word-byte mask); a word is
-   a maximal run of ``[A-Za-z0-9_]`` or non-ASCII bytes, so punctuation and whitespace never matter;
+1. the UTF-8 bytes of the text go through a lookup table (ASCII lower-casing, byte class); a word is
+   a maximal run of ``[A-Za-z0-9_]`` or non-ASCII bytes, or of operator characters ``+-*/=<>^%&|!~``
+   (signs change meaning in math and code); other punctuation and whitespace never matter;
 2. every word gets a 64-bit polynomial hash from one prefix sum over the bytes
    (``H[end] - H[start]`` times the inverse power of the start, all mod 2**64), then a splitmix64 mix;
 3. an n-word shingle hash is a polynomial combination of n shifted word-hash arrays, mixed again;
@@ -34,11 +35,14 @@ _CHUNK = 4096  # shingles per outer-product block: 112 x 4096 uint64 = 3.7 MB, s
 def _byte_tables() -> tuple[np.ndarray, np.ndarray]:
     lower = np.arange(256, dtype=np.uint64)
     lower[ord("A") : ord("Z") + 1] += 32
-    word = np.zeros(256, dtype=bool)
+    word = np.zeros(256, dtype=np.int8)  # 0 separator, 1 word byte, 2 operator byte
     for lo, hi in (("0", "9"), ("A", "Z"), ("a", "z")):
-        word[ord(lo) : ord(hi) + 1] = True
-    word[ord("_")] = True
-    word[0x80:] = True  # every byte of a multi-byte UTF-8 character belongs to a word
+        word[ord(lo) : ord(hi) + 1] = 1
+    word[ord("_")] = 1
+    word[0x80:] = 1  # every byte of a multi-byte UTF-8 character belongs to a word
+    # Operators are tokens of their own: "9x - 28 = -91" and "9x + 28 = 91" are different problems,
+    # "a < b" and "a > b" different code, so signs must not vanish with the punctuation.
+    word[np.frombuffer(b"+-*/=<>^%&|!~", dtype=np.uint8)] = 2
     return lower + 1, word  # +1: a zero byte value would not change the polynomial
 
 
@@ -80,7 +84,7 @@ def _mix64(z: np.ndarray) -> np.ndarray:
     return z
 
 
-_TOKEN_BYTE = ~np.isin(np.arange(256), np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8))
+_TOKEN_BYTE = (~np.isin(np.arange(256), np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8))).astype(np.int8)
 
 
 def word_hashes(text: str) -> np.ndarray:
@@ -93,15 +97,15 @@ def whitespace_token_hashes(text: str) -> np.ndarray:
     return _run_hashes(text, _TOKEN_BYTE)
 
 
-def _run_hashes(text: str, member: np.ndarray) -> np.ndarray:
-    """Hashes of the maximal runs of bytes for which ``member[byte]`` is true."""
+def _run_hashes(text: str, byte_class: np.ndarray) -> np.ndarray:
+    """Hashes of the maximal runs of bytes of one non-zero class of ``byte_class`` (0 separates)."""
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     if data.size == 0:
         return np.zeros(0, dtype=np.uint64)
-    is_word = member[data]
-    edges = np.diff(is_word.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
+    classes = np.concatenate(([0], byte_class[data], [0])).astype(np.int8)
+    change = np.flatnonzero(classes[1:] != classes[:-1])  # run boundaries, as byte offsets
+    starts = change[:-1][classes[change[:-1] + 1] != 0]  # a boundary that opens a non-separator run
+    ends = change[1:][classes[change[:-1] + 1] != 0]
     if starts.size == 0:
         return np.zeros(0, dtype=np.uint64)
     n = data.size

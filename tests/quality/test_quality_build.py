@@ -44,6 +44,9 @@ def test_build_with_quality_stages(tmp_path):
     # HumanEval/20's canonical solution repeats HumanEval/0's nested loop, so both items match: audit shows it
     assert stages["decontaminate"]["benchmarks"]["humaneval"]["matched_items"] == ["HumanEval/0", "HumanEval/20"]
     assert stages["upsample"]["inputs"][str(extra)]["documents_out"] == 6
+    kept_after = {name: figures["documents_kept"] for name, figures in stages["flow"].items()}
+    assert kept_after == {"01_RuleFilter": 14, "02_SecretFilter": 13, "03_QualityScore": 13, "04_ExactDedup": 12,
+                          "05_NearDedup": 12, "06_Decontaminate": 11, "07_Upsample": 14}
     assert manifest["settings"]["quality"]["quality_model"] == str(model_path)
     scores = [v for shard in manifest["shards"] for v in open_shard(out / shard["path"]).column("quality").to_pylist()]
     assert len(scores) == 14 and all(0.05 <= s <= 1 for s in scores)

@@ -18,7 +18,9 @@ from tests.quality.beam_helpers import run_stage
 
 
 def test_word_hashes_ignore_case_and_punctuation_but_not_words():
-    assert np.array_equal(word_hashes("Hello, WORLD! x_1"), word_hashes("hello world\n\tx_1"))
+    assert np.array_equal(word_hashes("Hello, WORLD. (x_1)"), word_hashes("hello world\n\tx_1"))
+    assert word_hashes("9x - 28 = -91").size == 6  # operators are tokens: signs are not punctuation
+    assert not np.array_equal(word_hashes("a < b"), word_hashes("a > b"))
     assert not np.array_equal(word_hashes("hello world"), word_hashes("hello word"))
     assert word_hashes("ab")[0] != word_hashes("ab\u00e9")[0]  # non-ASCII bytes are word bytes
     assert word_hashes("  ,;  ").size == 0

@@ -35,7 +35,7 @@ def test_switches_and_overrides(tmp_path, gsm8k_dir):
                            decontaminate=[f"gsm8k={gsm8k_dir / 'test.jsonl'}"], source_weights={"x": 2.0})
     stages = dict(quality_stages(config, code, str(tmp_path)))
     assert list(stages) == ["NearDedup", "Decontaminate", "Upsample"]
-    assert stages["NearDedup"]._settings.minhash.num_perm == 100
+    assert stages["NearDedup"]._stage._settings.minhash.num_perm == 100
     assert _labels(quality_stages(QualityConfig(near_dedup=False, decontaminate=[]), code, str(tmp_path))) == [
         "RuleFilter", "SecretFilter", "ExactDedup"]
 
