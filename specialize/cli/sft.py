@@ -29,7 +29,8 @@ def sft(
     from specialize.train.config import ConfigError
 
     try:
-        run, options = load_sft_config(config or default_config_path(source, domain or "code"))
+        config = config or default_config_path(source, domain or "code")
+        run, options = load_sft_config(config)
         if source:
             run.model.source = source
         if domain:
@@ -43,6 +44,11 @@ def sft(
         apply_overrides(run, options, overrides or [])
     except ConfigError as err:
         raise typer.BadParameter(str(err)) from None
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"config {config}; model {run.model.source} (tp {run.model.tp}, pp {run.model.pp}); "
+                   f"data {', '.join(options.data) or 'embedded ' + options.domain + ' sample'}; output {run.output}")
     try:
         result, hf = run_sft(run, options)
     except (FileNotFoundError, ValueError, ConfigError) as err:
