@@ -136,6 +136,9 @@ def test_greedy_generation_equal_in_transformers_and_megatron(sft_run):
     result = CliRunner().invoke(app, ["chat", str(run / "hf"), "--prompt", messages[0].content, "--max-new-tokens", "16"])
     assert result.exit_code == 0, result.output
     assert hf.tokenizer.decode(ours) in result.output
+    on_megatron = CliRunner().invoke(app, ["chat", str(run), "--prompt", messages[0].content, "--max-new-tokens", "16"])
+    assert on_megatron.exit_code == 0, on_megatron.output
+    assert hf.tokenizer.decode(ours) in on_megatron.output
 
 
 @pytest.mark.slow
