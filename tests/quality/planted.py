@@ -146,6 +146,10 @@ def planted_math(gsm8k_test: Path) -> list[Planted]:
                             "x^2 + 1 = 10, so x = 3. Privacy policy. Terms of use. All rights reserved. " * 2),
         ("short.txt", "x + 1 = 2"),
     ]]
+    worksheet = "Worksheet 3: practice problems.\n\n" + "\n".join(d.text for d in clean[2:8])
+    planted.append(Planted(_math(worksheet, "clean/worksheet-3.txt"), None))
+    edited = worksheet.replace("Worksheet 3", "Worksheet 3 (revised)") + "\nCheck every answer by substituting it back.\n"
+    planted.append(Planted(_math(edited, "zcopy/worksheet-3-revised.txt"), "near_dedup"))
     duplicate = clean[0].text.replace("Solution:", "Solution:\n")
     planted.append(Planted(_math(duplicate, "zcopy/exact_problem.txt"), "exact_dedup"))
     contaminated = clean[1].text + "\n" + gsm8k_item(gsm8k_test)

@@ -44,5 +44,6 @@ def test_planted_math(tmp_path, gsm8k_dir):
     planted = planted_math(gsm8k_dir / "test.jsonl")
     result = run_planted(planted, "math", [f"gsm8k={gsm8k_dir / 'test.jsonl'}"], tmp_path)
     _check(result)
+    assert set(result["scores"]) == {"rules", "exact_dedup", "near_dedup", "decontaminate"}
     audit = json.loads((tmp_path / "stage-decontaminate.json").read_text())["benchmarks"]["gsm8k"]
     assert audit["matched_items"] == ["gsm8k/7"] and audit["items"] == 1319
