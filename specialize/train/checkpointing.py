@@ -109,12 +109,23 @@ def save_checkpoint(output: str | Path, step: int, *, model, optimizer, schedule
         if final.exists():  # a re-save of the same step (e.g. SIGTERM right after a periodic save)
             shutil.rmtree(final)
         os.replace(partial, final)
+        _relocate_paths(final / "model" / "specialize.json", str(partial), str(final))
         tmp = root / (LATEST + ".tmp")
         tmp.write_text(final.name + "\n", encoding="utf-8")
         os.replace(tmp, root / LATEST)
         _prune(root, keep_last, keep=final.name)
     dist.barrier()
     return final
+
+
+def _relocate_paths(meta_file: Path, old: str, new: str) -> None:
+    """The model checkpoint records absolute paths (its tokenizer copy) as written under ``.partial``;
+    point them at the final directory (the rename happened after they were written)."""
+    text = meta_file.read_text(encoding="utf-8")
+    if old in text:
+        tmp = meta_file.with_suffix(".tmp")
+        tmp.write_text(text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1]), encoding="utf-8")
+        os.replace(tmp, meta_file)
 
 
 def _prune(root: Path, keep_last: int, keep: str) -> None:

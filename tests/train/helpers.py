@@ -14,11 +14,11 @@ from tests.train.corpus_fixture import write_corpus
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pattern_corpus(directory: Path, documents: int = 120, seed: int = 0) -> Path:
+def pattern_corpus(directory: Path, documents: int = 120, seed: int = 0, tokenizer_source=None) -> Path:
     """Documents that repeat a short random pattern: a model can learn them in a few dozen steps."""
     from specialize.tokenization import load_tokenizer
 
-    tokenizer = load_tokenizer(None)
+    tokenizer = load_tokenizer(tokenizer_source)
     if (directory / "manifest.json").is_file():
         return directory
     rng = np.random.default_rng(seed)
