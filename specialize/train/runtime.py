@@ -172,7 +172,7 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
-    from specialize.model.build import build_gpt_model, transformer_config
+    from specialize.model.build import _have_transformer_engine, build_gpt_model, transformer_config
     from specialize.model.checkpoint import load_model_checkpoint
     from specialize.model.parallel import initialize_parallel
     from specialize.tokenization import load_tokenizer
@@ -202,6 +202,9 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         init_dir, tokenizer_source = None, preset.tokenizer
     tokenizer = load_tokenizer(tokenizer_source)
     bf16 = t.precision == "bf16" or (t.precision == "auto" and on_gpu)
+    if m.sequence_parallel and not (on_gpu and _have_transformer_engine()):
+        raise ValueError("model.sequence_parallel needs Transformer Engine on GPU: megatron's local layer spec "
+                         "(torch RMSNorm, used on CPU) does not support it; drop --set model.sequence_parallel=true")
     overrides = dict(m.overrides)
     overrides.update(_attention_overrides(m.attention, on_gpu))
     if m.recompute:
