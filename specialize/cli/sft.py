@@ -17,8 +17,9 @@ def sft(
     ctx: typer.Context,
     source: Optional[str] = typer.Option(None, "--from", help="Model to fine-tune: a `specialize train` run directory (its newest checkpoint), a specialize checkpoint, a HF checkpoint directory or a preset name. Default: the config's model.source."),
     data: Optional[list[str]] = typer.Option(None, "--data", help="Chat JSONL (OpenAI `messages` or Qwen `conversations` rows); repeatable. Default: the embedded sample of --domain."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="code | math: the embedded sample (and sft-DOMAIN.yaml for a real model) when no --data."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="code | math | code,math: the embedded sample(s) when no --data (and sft-DOMAIN.yaml for a real model). Default: the config's (sft-tiny.yaml: code,math)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run directory. Default: checkpoints/sft/DOMAIN."),
+    export: Optional[str] = typer.Option(None, "--export", help="Hugging Face export directory. Default: OUTPUT/hf."),
     config: Optional[Path] = typer.Option(None, "--config", help="megatron_configs/sft-*.yaml. Default: sft-tiny.yaml for qwen-tiny, else sft-DOMAIN.yaml."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, repeatable (e.g. --set train.steps=20 --set sft.overlength=truncate)."),
 ) -> None:
@@ -37,10 +38,12 @@ def sft(
             options.domain = domain
         if data:
             options.data = list(data)
+        if export:
+            options.export_dir = export
         if output:
             run.output = output
         elif run.output == type(run)().output:  # the config names no output
-            run.output = f"checkpoints/sft/{options.domain}"
+            run.output = f"checkpoints/sft/{'+'.join(options.domains())}"
         apply_overrides(run, options, overrides or [])
     except ConfigError as err:
         raise typer.BadParameter(str(err)) from None
@@ -62,7 +65,7 @@ def sft(
 @app.command()
 def inspect(
     data: Optional[list[str]] = typer.Option(None, "--data", help="Chat JSONL; repeatable. Default: the embedded sample of --domain."),
-    domain: str = typer.Option("code", "--domain", help="code | math (when no --data)."),
+    domain: str = typer.Option("code", "--domain", help="code | math | code,math (when no --data)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="qwen.tiktoken file or checkpoint directory. Default: embedded tiny-bbpe."),
     source: Optional[str] = typer.Option(None, "--from", help="Use this model's tokenizer (run dir, checkpoint, HF dir or preset)."),
     limit: int = typer.Option(3, "--limit", "-n", help="Conversations to print."),
@@ -101,7 +104,7 @@ def inspect(
             if not files:
                 from specialize.sft.samples import write_embedded
 
-                files = [write_embedded(domain, Path(scratch) / f"embedded-{domain}.jsonl")]
+                files = [write_embedded(d.strip(), Path(scratch) / f"embedded-{d.strip()}.jsonl") for d in domain.split(",")]
             conversations, read = read_conversations(files)
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -25,7 +25,7 @@ class SftDataConfig:
     """The ``sft:`` section of ``megatron_configs/sft-*.yaml`` (override with ``--set sft.key=value``)."""
 
     data: list = field(default_factory=list)  # chat JSONL files; empty: the embedded sample of `domain`
-    domain: str = "code"  # code | math: which embedded sample (and default config) when no data is given
+    domain: str = "code"  # code | math | code,math: the embedded sample(s) used when no data is given
     train_on_prompt: bool = False  # train every token, prompts included
     last_assistant_only: bool = False  # train only the last assistant turn's content
     markers: str = "qwen"  # qwen (Qwen finetune.py: im_start/im_end/"\n" of every turn trained) | assistant
@@ -33,7 +33,11 @@ class SftDataConfig:
     overlength: str = "drop"  # drop | truncate conversations longer than train.seq_length
     valid_fraction: float = 0.02  # of the conversations held out for validation (0: none)
     max_valid: int = 500  # cap on held-out conversations
-    export: bool = True  # write a Hugging Face checkpoint (<output>/hf) at the end of the run
+    export: bool = True  # write a Hugging Face checkpoint at the end of the run
+    export_dir: str | None = None  # where; default <output>/hf
+
+    def domains(self) -> list[str]:
+        return [part.strip() for part in self.domain.split(",") if part.strip()]
 
     def mask_options(self) -> MaskOptions:
         return MaskOptions(train_on_prompt=self.train_on_prompt, last_assistant_only=self.last_assistant_only,

@@ -26,10 +26,10 @@ HF_DIR = "hf"
 
 
 def default_config_path(source: str | None, domain: str) -> Path:
-    """sft-tiny.yaml for the embedded tiny model, else sft-<domain>.yaml."""
+    """sft-tiny.yaml for the embedded tiny model, else sft-<domain>.yaml (the first domain's)."""
     if source is None or _preset_name(source) == "qwen-tiny":
         return CONFIG_DIR / "sft-tiny.yaml"
-    return CONFIG_DIR / f"sft-{domain}.yaml"
+    return CONFIG_DIR / f"sft-{domain.split(',')[0].strip()}.yaml"
 
 
 def load_sft_config(path: str | Path | None, overrides: list[str] = ()):
@@ -73,8 +73,8 @@ def check_sft_config(sft: SftDataConfig) -> None:
     from specialize.sft.samples import DOMAINS
     from specialize.train.config import ConfigError
 
-    if sft.domain not in DOMAINS:
-        raise ConfigError(f"sft.domain {sft.domain!r}: expected one of {', '.join(DOMAINS)}")
+    if not sft.domains() or any(d not in DOMAINS for d in sft.domains()):
+        raise ConfigError(f"sft.domain {sft.domain!r}: expected {' or '.join(DOMAINS)}, or both comma-separated")
     if sft.overlength not in OVERLENGTH_POLICIES:
         raise ConfigError(f"sft.overlength {sft.overlength!r}: expected one of {', '.join(OVERLENGTH_POLICIES)}")
     try:
@@ -132,15 +132,18 @@ def model_tokenizer(source: str) -> QwenTokenizer:
 
 
 def data_files(sft: SftDataConfig, output: Path) -> list[Path]:
-    """The configured files, or the embedded sample of ``sft.domain`` (written once under the run)."""
+    """The configured files, or the embedded sample of each ``sft.domain`` (written once under the run)."""
     if sft.data:
         return [Path(p) for p in sft.data]
     from specialize.sft.samples import write_embedded
 
-    path = output / "data" / f"embedded-{sft.domain}.jsonl"
-    if not path.is_file():
-        write_embedded(sft.domain, path)
-    return [path]
+    paths = []
+    for domain in sft.domains():
+        path = output / "data" / f"embedded-{domain}.jsonl"
+        if not path.is_file():
+            write_embedded(domain, path)
+        paths.append(path)
+    return paths
 
 
 def run_sft(run, sft: SftDataConfig):
@@ -168,7 +171,7 @@ def run_sft(run, sft: SftDataConfig):
         destroy_parallel()
     hf = None
     if sft.export and rank == 0 and not result.interrupted:
-        hf = export_run(output) if world == 1 else export_in_subprocess(output)
+        hf = export_run(output, sft.export_dir) if world == 1 else export_in_subprocess(output, sft.export_dir)
     return result, hf
 
 
@@ -204,11 +207,13 @@ def export_run(run_dir: str | Path, destination: str | Path | None = None) -> Pa
     return megatron_to_hf(latest / "model", Path(destination or run_dir / HF_DIR), chat_template=chat_template(system_prompt))
 
 
-def export_in_subprocess(run_dir: Path) -> Path:
+def export_in_subprocess(run_dir: Path, destination: str | None = None) -> Path:
     """After a torchrun job the export runs in a fresh single process (it reshards to TP=1/PP=1)."""
     launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
                 "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
     # TORCHELASTIC_USE_AGENT_STORE would make the export connect to the (finished) launcher's store
     env = {k: v for k, v in os.environ.items() if k not in launcher and not k.startswith("TORCHELASTIC_")}
-    subprocess.run([sys.executable, "-m", "specialize.cli", "sft", "export", str(run_dir)], check=True, env=env)
-    return run_dir / HF_DIR
+    destination = Path(destination or run_dir / HF_DIR)
+    subprocess.run([sys.executable, "-m", "specialize.cli", "sft", "export", str(run_dir), "--output", str(destination)],
+                   check=True, env=env)
+    return destination

@@ -79,6 +79,9 @@ def test_sft_configs_load_and_bad_keys_are_named(tmp_path):
     assert (sft.overlength, sft.domain, run.train.seq_length, run.train.steps, run.optimizer.lr) == ("truncate", "math", 1024, 3, 2e-5)
     with pytest.raises(ConfigError, match="unknown key 'mask'"):
         load_sft_config(None, ["sft.mask=1"])
+    assert load_sft_config(None, ["sft.domain=code, math"])[1].domains() == ["code", "math"]
+    with pytest.raises(ConfigError, match="sft.domain 'code,poetry'"):
+        load_sft_config(None, ["sft.domain=code,poetry"])
     with pytest.raises(ConfigError, match="sft.overlength 'cut'"):
         load_sft_config(None, ["sft.overlength=cut"])
     bad = tmp_path / "bad.yaml"

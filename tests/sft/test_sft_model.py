@@ -73,7 +73,7 @@ def _train_losses(run_dir):
 def sft_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sft")
     data = write_embedded("math", root / "math.jsonl", count=64, seed=1)
-    result = CliRunner().invoke(app, _sft_args(root / "run", data, 4))
+    result = CliRunner().invoke(app, _sft_args(root / "run", data, 4) + ["--export", str(root / "exported")])
     assert result.exit_code == 0, result.output
     return root, data, result.output
 
@@ -81,19 +81,20 @@ def sft_run(tmp_path_factory):
 def test_sft_run_trains_checkpoints_and_exports(sft_run):
     root, _, output = sft_run
     run = root / "run"
-    assert "finished at step 4" in output and "Hugging Face export" in output
+    assert "finished at step 4" in output and f"Hugging Face export {root / 'exported'}" in output
+    assert not (run / "hf").exists()
     losses = _train_losses(run)
     assert sorted(losses) == [1, 2, 3, 4] and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     assert (run / "checkpoints" / "step-000004" / "model" / "specialize.json").is_file()
-    config = json.loads((run / "hf" / "config.json").read_text())
+    config = json.loads((root / "exported" / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForCausalLM"]
-    tok_config = json.loads((run / "hf" / "tokenizer_config.json").read_text())
+    tok_config = json.loads((root / "exported" / "tokenizer_config.json").read_text())
     assert tok_config["eos_token"] == "<|im_end|>" and "<|im_start|>" in tok_config["chat_template"]
 
 
 def test_transformers_chat_template_renders_our_ids(sft_run):
     transformers = pytest.importorskip("transformers")
-    hf_tok = transformers.AutoTokenizer.from_pretrained(sft_run[0] / "run" / "hf")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(sft_run[0] / "exported")
     tok = load_tokenizer(None)
     conversations = [
         (Message("user", "Solve 3x = 12."), Message("assistant", "x = 4."), Message("user", "Now  2x=8 ?"),
@@ -126,14 +127,14 @@ def test_greedy_generation_equal_in_transformers_and_megatron(sft_run):
             our_logits = megatron.model(full, torch.arange(full.shape[1])[None], None)[0, :, : megatron.preset.vocab_size]
     finally:
         megatron.close()
-    hf = HFChat(run / "hf")
+    hf = HFChat(sft_run[0] / "exported")
     assert hf.prompt_ids(messages) == prompt
     with torch.no_grad():
         their_logits = hf.model(torch.tensor([prompt + ours])).logits[0]
     assert (our_logits - their_logits).abs().max() < 1e-3
     theirs = hf.generate_ids(prompt, 16)
     assert len(ours) > 0 and theirs == ours
-    result = CliRunner().invoke(app, ["chat", str(run / "hf"), "--prompt", messages[0].content, "--max-new-tokens", "16"])
+    result = CliRunner().invoke(app, ["chat", str(sft_run[0] / "exported"), "--prompt", messages[0].content, "--max-new-tokens", "16"])
     assert result.exit_code == 0, result.output
     assert hf.tokenizer.decode(ours) in result.output
     on_megatron = CliRunner().invoke(app, ["chat", str(run), "--prompt", messages[0].content, "--max-new-tokens", "16"])
