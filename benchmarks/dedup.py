@@ -1,6 +1,7 @@
 """Near-dedup throughput: our Beam NearDedup vs datatrove's MinHash dedup, same data, same settings, one run.
 
-    python benchmarks/dedup.py [--workers 2] [--copies 0] [--datatrove-venv DIR]
+    python benchmarks/dedup.py [--workers 2] [--copies 1] [--datatrove-venv DIR]
+    python benchmarks/dedup.py --recall      # which edits the default settings catch (no datatrove)
 
 Data: every ``.py`` file of the running Python's standard library (sysconfig ``stdlib``, no
 site-packages) as JSONL ``{"id", "text"}``; ``--copies K`` appends K edited copies of 10% of the files
@@ -177,8 +178,69 @@ def _count_lines(pattern: Path, suffix: str) -> int:
     return sum(sum(1 for _ in open(f, encoding="utf-8")) for f in sorted(pattern.rglob(f"*{suffix}")))
 
 
+def recall_table(files: int = 300, seed: int = 0) -> None:
+    """Which edits the default settings catch: share an LSH band with the original AND exact Jaccard >= 0.7.
+
+    Plain functions, one process (no Beam, no datatrove): it characterises the thresholds, not speed.
+    """
+    import random
+    import re
+
+    sys.path.insert(0, str(REPO))
+    from specialize.dedup.minhash import MinHasher, jaccard
+
+    rng = random.Random(seed)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(stdlib.glob("*.py"))]
+    texts = [t for t in texts if len(t) > 2000]
+    texts = rng.sample(texts, min(files, len(texts)))
+    filler = [line for t in texts for line in t.split("\n") if len(line.strip()) > 20]
+
+    def edit_lines(text: str, share: float) -> str:
+        lines = text.split("\n")
+        for i in rng.sample(range(len(lines)), int(len(lines) * share)):
+            lines[i] = rng.choice(filler)
+        return "\n".join(lines)
+
+    def rename(text: str, count: int) -> str:
+        names = [n for n, _ in __import__("collections").Counter(re.findall(r"\b[a-z_][a-z0-9_]{3,}\b", text)).most_common(count)]
+        for k, name in enumerate(names):
+            text = re.sub(rf"\b{name}\b", f"renamed_{k}", text)
+        return text
+
+    def recomment(text: str) -> str:
+        return "\n".join(line.split("#")[0] + "# reworded comment" if "#" in line else line for line in text.split("\n"))
+
+    variants = {"5% lines edited": lambda t: edit_lines(t, 0.05), "10% lines edited": lambda t: edit_lines(t, 0.10),
+                "20% lines edited": lambda t: edit_lines(t, 0.20), "30% lines edited": lambda t: edit_lines(t, 0.30),
+                "1 identifier renamed": lambda t: rename(t, 1), "3 identifiers renamed": lambda t: rename(t, 3),
+                "every comment reworded": recomment}
+    from specialize.dedup.minhash import MinHashConfig
+
+    settings = {"default (5-gram, 14x8, J>=0.7)": (MinHasher(), 0.7),
+                "looser (3-gram, 20x5, J>=0.5)": (MinHasher(MinHashConfig(ngram=3, bands=20, rows=5)), 0.5)}
+    print(f"near-duplicate detection of edited copies of {len(texts)} stdlib modules > 2 kB "
+          "(detected = shares an LSH band with the original and passes the Jaccard check)")
+    print(f"{'edit':26s}" + "".join(f"{label:>34s}" for label in settings))
+    for name, edit in variants.items():
+        cells = []
+        edited = [edit(text) for text in texts]
+        for hasher, threshold in settings.values():
+            hits, sims = 0, []
+            for text, copy in zip(texts, edited):
+                a, b = hasher.shingles(text), hasher.shingles(copy)
+                sa, sb = hasher.signature_of_shingles(a), hasher.signature_of_shingles(b)
+                candidate = bool(set(hasher.band_keys(sa)) & set(hasher.band_keys(sb)))
+                similarity = jaccard(a, b)
+                sims.append(similarity)
+                hits += candidate and similarity >= threshold
+            cells.append(f"detected {hits / len(texts):.2f}, mean J {sum(sims) / len(sims):.2f}")
+        print(f"{name:26s}" + "".join(f"{cell:>34s}" for cell in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recall", action="store_true", help="print which edits near dedup catches, then exit")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--copies", type=int, default=1, help="edited copies of 10%% of the files to plant")
     parser.add_argument("--datatrove-venv", type=Path, default=Path.home() / ".cache" / "specialize" / "datatrove-venv")
@@ -190,6 +252,8 @@ def main() -> None:
         return run_ours(args.data, args.out, args.workers)
     if args.side == "datatrove":
         return run_datatrove(args.data, args.out, args.workers)
+    if args.recall:
+        return recall_table()
 
     datatrove_python = ensure_datatrove_venv(args.datatrove_venv)
     version = subprocess.run([str(datatrove_python), "-c", "from importlib.metadata import version; print(version('datatrove'))"],
