@@ -188,7 +188,9 @@ class _DeferredFiles:
 
         dist.barrier()  # rank 0 has written the embedded sample
         files = self.files if self.files is not None else data_files(self.sft, self.output)
-        return SFTProvider(self.sft, files, model_tokenizer(self.source)).build(request)
+        converted = self.output / "converted"  # where the runtime put a converted Hugging Face model
+        source = str(converted) if (converted / "specialize.json").is_file() else self.source
+        return SFTProvider(self.sft, files, model_tokenizer(source)).build(request)
 
 
 def export_run(run_dir: str | Path, destination: str | Path | None = None) -> Path:
