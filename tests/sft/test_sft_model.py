@@ -179,3 +179,17 @@ def test_two_process_sft_equals_one_process_and_exports(sft_run):
     straight, parallel = _train_losses(root / "run"), _train_losses(out)
     assert [parallel[s] for s in (1, 2)] == pytest.approx([straight[s] for s in (1, 2)], rel=1e-5)
     assert (out / "hf" / "model.safetensors.index.json").is_file()
+
+
+@pytest.mark.slow
+def test_sft_from_a_hugging_face_checkpoint(sft_run):
+    """--from an exported HF directory: the runtime converts it, the provider uses its tokenizer."""
+    root, data, _ = sft_run
+    out = root / "from-hf"
+    args = _sft_args(out, data, 2, "sft.export=false", "log.eval_every=0")
+    args[args.index("qwen-tiny")] = str(root / "exported")
+    result = CliRunner().invoke(app, [*args, "--config", "megatron_configs/sft-tiny.yaml"])
+    assert result.exit_code == 0, result.output
+    assert (out / "converted" / "specialize.json").is_file()
+    # the converted model continues from the trained weights: its first loss is the 4-step run's level
+    assert _train_losses(out)[1] < _train_losses(root / "run")[1]
