@@ -262,6 +262,9 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     if init_dir is None and resume_from is None:
         logger.message(f"{preset.name}: no checkpoint given, starting from random weights")
     logger.message(f"data: {splits.description}")
+    if len(splits.train) < request.train_samples:
+        logger.message(f"the train dataset has {len(splits.train)} samples for {request.train_samples} needed: "
+                       f"reading it again from the start ({request.train_samples / len(splits.train):.1f} passes)")
     tokens_per_step = t.global_batch_size * t.seq_length
     peak = peak_flops(config.log.peak_tflops)
     flops_token = flops_per_token(preset, t.seq_length)

@@ -35,7 +35,7 @@ def _wait_for_step(run: Path, step: int, process: subprocess.Popen, timeout: flo
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     corpus = pattern_corpus(tmp_path / "corpus")
-    steps = 12
+    steps = 8
     run_cli(tiny_overrides(tmp_path / "straight", corpus, steps))
     reference = _train_records(tmp_path / "straight")
     assert [r["step"] for r in reference] == list(range(1, steps + 1))
