@@ -35,16 +35,19 @@ def _init_process_group(timeout_minutes: float) -> None:
         return
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if "MASTER_ADDR" not in os.environ:
-        if world_size != 1:
-            raise RuntimeError("WORLD_SIZE > 1 but MASTER_ADDR is not set: launch with torchrun")
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(free_port())
+    launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    if world_size != 1 and not launched:
+        raise RuntimeError("WORLD_SIZE > 1 but MASTER_ADDR is not set: launch with torchrun")
+    # A one-process group rendezvouses on a fresh port given directly, not through MASTER_PORT in the
+    # environment: an address left there (by a parent process or an earlier group) would be reused
+    # by every child process and collide (EADDRINUSE).
+    init_method = "env://" if launched else f"tcp://127.0.0.1:{free_port()}"
     backend = "gloo" if cpu_mode() else "nccl"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
     dist.init_process_group(
-        backend=backend, rank=rank, world_size=world_size, timeout=timedelta(minutes=timeout_minutes)
+        backend=backend, init_method=init_method, rank=rank, world_size=world_size,
+        timeout=timedelta(minutes=timeout_minutes),
     )
     _OWNS_PROCESS_GROUP = True
 
