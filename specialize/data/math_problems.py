@@ -75,7 +75,7 @@ def _fraction_sum(rng: random.Random) -> tuple[str, str, str]:
 
 
 def _percentage(rng: random.Random) -> tuple[str, str, str]:
-    price = rng.randint(4, 80) * 5
+    price = rng.randint(4, 400) * 5
     pct = rng.choice([5, 10, 15, 20, 25, 30, 40, 50])
     discount = Fraction(price * pct, 100)
     final = price - discount
@@ -88,7 +88,7 @@ def _percentage(rng: random.Random) -> tuple[str, str, str]:
 
 
 def _quadratic(rng: random.Random) -> tuple[str, str, str]:
-    r1, r2 = rng.randint(-9, 9), rng.randint(-9, 9)
+    r1, r2 = rng.randint(-20, 20), rng.randint(-20, 20)
     b, c = -(r1 + r2), r1 * r2
     question = f"Find the roots of $x^2 {'+' if b >= 0 else '-'} {abs(b)}x {'+' if c >= 0 else '-'} {abs(c)} = 0$."
     disc = b * b - 4 * c
@@ -174,12 +174,34 @@ GENERATORS: dict[str, Callable[[random.Random], tuple[str, str, str]]] = {
 
 
 def generate_problems(count: int, seed: int = 0) -> list[MathProblem]:
-    """``count`` problems cycling through every kind, deterministic for ``seed``."""
+    """``count`` distinct problems cycling through every kind, deterministic for ``seed``.
+
+    Distinct because a corpus of repeats would only exercise exact dedup and teach less: a drawn
+    problem whose text was already produced is drawn again. A kind whose small parameter space is
+    used up (after ``_MAX_REPEATS`` repeats in a row) gives its turn to the others.
+    """
     rng = random.Random(seed)
     kinds = sorted(GENERATORS)
-    problems = []
-    for index in range(count):
-        kind = kinds[index % len(kinds)]
-        question, solution, answer = GENERATORS[kind](rng)
-        problems.append(MathProblem(f"gen-{seed}-{index:06d}", kind, question, solution, answer))
+    exhausted: set[str] = set()
+    seen: set[str] = set()
+    problems: list[MathProblem] = []
+    turn = 0
+    while len(problems) < count:
+        if len(exhausted) == len(kinds):
+            raise ValueError(f"only {len(problems)} distinct problems can be generated, {count} asked")
+        kind = kinds[turn % len(kinds)]
+        turn += 1
+        if kind in exhausted:
+            continue
+        for _ in range(_MAX_REPEATS):
+            question, solution, answer = GENERATORS[kind](rng)
+            if question not in seen:
+                seen.add(question)
+                problems.append(MathProblem(f"gen-{seed}-{len(problems):06d}", kind, question, solution, answer))
+                break
+        else:
+            exhausted.add(kind)
     return problems
+
+
+_MAX_REPEATS = 200
