@@ -13,7 +13,7 @@ import json
 import sysconfig
 from pathlib import Path
 
-from specialize.data.math_problems import generate_problems
+from specialize.data.math_problems import GENERATOR_VERSION, generate_problems
 
 DEFAULT_OUTPUT_ROOT = Path("checkpoints") / "corpus"
 DEFAULT_MATH_PROBLEMS = 20000
@@ -29,8 +29,8 @@ def default_output(domain: str) -> Path:
 
 
 def write_math_sample(directory: Path, count: int = DEFAULT_MATH_PROBLEMS, seed: int = DEFAULT_MATH_SEED) -> Path:
-    """Write (once) the generated math sample and return its path."""
-    path = directory / f"math-problems-seed{seed}-n{count}.jsonl"
+    """Write (once per generator version) the generated math sample and return its path."""
+    path = directory / f"math-problems-v{GENERATOR_VERSION}-seed{seed}-n{count}.jsonl"
     if path.is_file():
         return path
     directory.mkdir(parents=True, exist_ok=True)

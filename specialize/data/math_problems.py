@@ -15,6 +15,10 @@ from fractions import Fraction
 from typing import Callable
 
 
+# Bumped whenever the same (count, seed) would produce different problems, so cached samples are rewritten.
+GENERATOR_VERSION = 2
+
+
 @dataclass(frozen=True)
 class MathProblem:
     id: str

@@ -58,7 +58,7 @@ def run_cli(args: list[str], log: Path) -> None:
 
 
 def _worth_showing(line: str) -> bool:
-    noisy = ("Warning", "warnings.warn", "warn(", "INFO:", "WARNING:", "return func(", "if hasattr(param")
+    noisy = ("Warning", "warnings.warn", "warn(", "INFO:", "WARNING:", "return func(", "if hasattr(param", "Loading weights")
     return bool(line.strip()) and not any(n in line for n in noisy)
 
 
@@ -134,8 +134,8 @@ def _latest_checkpoint(run_dir: Path) -> Path:
 
 
 def _chat_sample(hf_dir: Path, logs: Path) -> str:
-    prompt = "Compute 12 + 30."
+    prompt = "Solve for $x$: $4x + 7 = 31$."  # the shape of the embedded math chat set; its numbers are not in it
     log = logs / "chat.log"
     run_cli(["chat", str(hf_dir), "--prompt", prompt, "--max-new-tokens", "48"], log)
-    lines = [l for l in log.read_text().splitlines()[1:] if _worth_showing(l)]
-    return f"user: {prompt}\n" + "\n".join(lines[-6:])
+    reply = [line for line in log.read_text().splitlines()[1:] if _worth_showing(line)]
+    return f"user: {prompt}\nassistant: " + "\n".join(reply[:12])
