@@ -6,9 +6,19 @@ its commands, so ``specialize --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from specialize.cli import corpus
+
+
+def _drop_beam_bigquery_notice(record: logging.LogRecord) -> bool:
+    """``import apache_beam`` logs that the BigQuery client (an extra we do not use) is missing, on every run."""
+    return not str(record.msg).startswith("apitools not found")
+
+
+logging.getLogger().addFilter(_drop_beam_bigquery_notice)
 
 app = typer.Typer(
     name="specialize",

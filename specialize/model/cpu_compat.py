@@ -21,7 +21,10 @@ megatron-core is GPU-first. Model construction and the forward pass run on CPU o
 5. ``param.type() == 'torch.cuda.FloatTensor'`` dispatch in the Float16/distributed optimizers and an
    assert of it in grad clipping: on CPU ``Parameter.type()`` reports the CUDA type name, and the
    clipping function is replaced by an equivalent without the assert.
-6. megatron-core 0.19 imports ``triton`` unconditionally in ``transformer/moe/ops/paged_stash.py``
+6. ``Tensor.cuda()`` when the optimizer loads its state from a checkpoint: the identity (the
+   tensor is already where it can be). While optimizers are built, ``cuda_type_names()`` also lets
+   plain tensors (the distributed optimizer's main-parameter copies) report CUDA type names.
+7. megatron-core 0.19 imports ``triton`` unconditionally in ``transformer/moe/ops/paged_stash.py``
    (reached from the GPT layer specs). If triton is missing, that one module is imported against a
    stand-in whose kernels raise if launched, and the stand-in is withdrawn from ``sys.modules``
    right after (torch and others still see triton as absent). Not exercised here: this machine has
@@ -70,6 +73,7 @@ def enable_cpu_compat() -> None:
     _patch_rng_tracker()
     _patch_cuda_literals()
     _patch_type_dispatch()
+    _patch_tensor_cuda()
 
 
 # -- 1. allocation device --------------------------------------------------------------------------
@@ -255,7 +259,45 @@ def _patch_type_dispatch() -> None:
     _APPLIED.append("Parameter.type() -> CUDA type names; clip_grad_by_total_norm_fp32 without CUDA assert")
 
 
-# -- 6. triton ----------------------------------------------------------------------------------------
+# -- 6. Tensor.cuda() and optimizer construction ------------------------------------------------------
+
+def _tensor_already_here(self, *args, **kwargs):
+    return self
+
+
+def _patch_tensor_cuda() -> None:
+    torch.Tensor.cuda = _tensor_already_here
+    _APPLIED.append("Tensor.cuda() -> identity")
+
+
+@contextlib.contextmanager
+def cuda_type_names():
+    """While building megatron's optimizers on CPU, every tensor's ``type()`` answers with CUDA names.
+
+    The (distributed) optimizer sorts parameters into fp32/bf16 groups by comparing ``tensor.type()``
+    with ``'torch.cuda.FloatTensor'`` and raises otherwise, also for plain tensors that are not
+    ``Parameter``s; those checks run only at construction, so this rename is scoped to it. No-op
+    with CUDA.
+    """
+    if not cpu_mode():
+        yield
+        return
+    original = torch.Tensor.type
+
+    def type_with_cuda_name(self, dtype=None, non_blocking=False, **kwargs):
+        if dtype is None and not kwargs:
+            name = original(self)
+            return name.replace("torch.", "torch.cuda.", 1) if not self.is_cuda and "cuda" not in name else name
+        return original(self, dtype, non_blocking, **kwargs)
+
+    torch.Tensor.type = type_with_cuda_name
+    try:
+        yield
+    finally:
+        torch.Tensor.type = original
+
+
+# -- 7. triton ----------------------------------------------------------------------------------------
 
 PAGED_STASH_MODULE = "megatron.core.transformer.moe.ops.paged_stash"
 

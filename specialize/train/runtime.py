@@ -177,14 +177,13 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     from specialize.model.parallel import initialize_parallel
     from specialize.tokenization import load_tokenizer
     from specialize.train import megatron_fixes
-    from specialize.train.cpu_shims import cuda_type_names, enable_training_cpu_shims
+    from specialize.model.cpu_compat import cuda_type_names
 
     t, m, o = config.train, config.model, config.optimizer
     output = Path(config.output)
     if t.threads:
         torch.set_num_threads(t.threads)
     initialize_parallel(tp=m.tp, pp=m.pp, seed=t.seed)
-    enable_training_cpu_shims()
     megatron_fixes.apply()
     on_gpu = torch.cuda.is_available()
     device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")

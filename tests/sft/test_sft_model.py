@@ -185,11 +185,17 @@ def test_two_process_sft_equals_one_process_and_exports(sft_run):
 def test_sft_from_a_hugging_face_checkpoint(sft_run):
     """--from an exported HF directory: the runtime converts it, the provider uses its tokenizer."""
     root, data, _ = sft_run
-    out = root / "from-hf"
-    args = _sft_args(out, data, 2, "sft.export=false", "log.eval_every=0")
-    args[args.index("qwen-tiny")] = str(root / "exported")
-    result = CliRunner().invoke(app, [*args, "--config", "megatron_configs/sft-tiny.yaml"])
-    assert result.exit_code == 0, result.output
-    assert (out / "converted" / "specialize.json").is_file()
-    # the converted model continues from the trained weights: its first loss is the 4-step run's level
-    assert _train_losses(out)[1] < _train_losses(root / "run")[1]
+    first_losses = {}
+    for name, source in (("from-hf", root / "exported"), ("from-megatron", root / "run"), ("from-random", "qwen-tiny")):
+        args = _sft_args(root / name, data, 2, "sft.export=false", "log.eval_every=0")
+        args[args.index("qwen-tiny")] = str(source)
+        result = CliRunner().invoke(app, [*args, "--config", "megatron_configs/sft-tiny.yaml"])
+        assert result.exit_code == 0, result.output
+        first_losses[name] = _train_losses(root / name)[1]
+    assert (root / "from-hf" / "converted" / "specialize.json").is_file()
+    # The converted export continues from the trained weights: on the same first batch it has the loss
+    # of the megatron checkpoint it was exported from, not that of a random model. Not bit-equal: the 48
+    # vocabulary padding rows (8400 -> 8448) of the output layer were trained in the run, are trimmed
+    # by the export and come back as zeros, so the softmax denominators differ slightly (2e-4 here).
+    assert first_losses["from-hf"] == pytest.approx(first_losses["from-megatron"], rel=1e-3)
+    assert abs(first_losses["from-hf"] - first_losses["from-random"]) > 0.05
