@@ -62,18 +62,26 @@ def _rng_state() -> dict:
 
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_as_tensors(np.random.get_state()),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
         "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
     }
 
 
+def _numpy_state_as_tensors(state: tuple) -> tuple:
+    """numpy's MT19937 state with its key array as a tensor, so the file loads with ``weights_only=True``
+    (plain containers, numbers and tensors only: a checkpoint from elsewhere cannot run code on load)."""
+    name, keys, position, has_gauss, cached_gaussian = state
+    return name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gaussian)
+
+
 def _set_rng_state(state: dict) -> None:
     from megatron.core import tensor_parallel
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -176,5 +184,5 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler) -> dict:
     scheduler.load_state_dict(state["scheduler"])
     rng_file = path / "rng" / f"rank-{dist.get_rank():05d}.pt"
     if state.get("world_size") == dist.get_world_size() and rng_file.is_file():
-        _set_rng_state(torch.load(rng_file, weights_only=False))
+        _set_rng_state(torch.load(rng_file, weights_only=True))
     return state
