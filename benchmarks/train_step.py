@@ -75,7 +75,7 @@ def megatron_tokens_per_s(preset, seq: int, micro: int, steps: int, workdir: Pat
                                 "optimizer.warmup_steps=0"])
     config.checkpoint.save_every = 10**9  # the final save still happens; it is outside the step timing
     run_training(config, RandomProvider(), preset=preset)
-    records = [json.loads(l) for l in (workdir / preset.name / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (workdir / preset.name / "metrics.jsonl").read_text().splitlines()]
     return statistics.median(r["tokens_per_s"] for r in records if r["kind"] == "train" and r["step"] > 2)
 
 

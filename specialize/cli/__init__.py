@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from specialize.cli import corpus
+from specialize.cli import convert, corpus, demo, evaluate, launch, model, quality, sft, train
 
 
 def _drop_beam_bigquery_notice(record: logging.LogRecord) -> bool:
@@ -28,20 +28,15 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(corpus.app, name="corpus")
-# Command groups register below, one line each.
-from specialize.cli import model as _model; app.add_typer(_model.app, name="model")  # noqa: E402,E702
-from specialize.cli import convert as _convert; app.add_typer(_convert.app, name="convert")  # noqa: E402,E702
-from specialize.cli import quality as _quality; app.add_typer(_quality.app, name="quality")  # noqa: E402,E702
-from specialize.cli import launch  # noqa: E402
+app.add_typer(model.app, name="model")
+app.add_typer(convert.app, name="convert")
+app.add_typer(quality.app, name="quality")
 app.add_typer(launch.app, name="launch")
-from specialize.cli import train as _train  # noqa: E402
-_train.register(app)  # `train` and `plot`
-from specialize.cli import evaluate as _evaluate  # noqa: E402
-_evaluate.register(app)  # `evaluate`
-from specialize.cli import demo as _demo  # noqa: E402
-_demo.register(app)  # `demo`
-from specialize.cli import sft as _sft; app.add_typer(_sft.app, name="sft")  # noqa: E402,E702
-app.command("chat")(_sft.chat)  # `chat`
+app.add_typer(sft.app, name="sft")
+train.register(app)  # `train` and `plot`
+evaluate.register(app)  # `evaluate`
+demo.register(app)  # `demo`
+app.command("chat")(sft.chat)  # `chat`
 
 
 def main() -> None:

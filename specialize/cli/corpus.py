@@ -51,8 +51,8 @@ def build(
     """Read raw code or math files, clean them and write tokenized Arrow shards plus a manifest."""
     from beam_jobs.corpus_build import BuildSettings, run_build
     from beam_jobs.runner import default_workers
-    from specialize.corpus import defaults
     from specialize.cli.quality import build_quality_config
+    from specialize.corpus import defaults
     from specialize.corpus.report import print_summary
 
     remote: dict = {}

@@ -92,7 +92,12 @@ def torchrun(
 ) -> None:
     """Start ``specialize <command>`` on this node under torchrun (run it once per node)."""
     from specialize.launch.torchrun import (
-        LaunchError, TorchrunSpec, exec_torchrun, format_command, node_index_from_env, torchrun_argv,
+        LaunchError,
+        TorchrunSpec,
+        exec_torchrun,
+        format_command,
+        node_index_from_env,
+        torchrun_argv,
     )
 
     try:

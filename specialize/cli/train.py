@@ -22,9 +22,7 @@ def train(
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value override, repeatable (e.g. --set optimizer.lr=3e-5 --set model.tp=2)."),
 ) -> None:
     """Continue pretraining a Qwen model on tokenized Arrow shards with megatron-core."""
-    from specialize.train.config import ConfigError, load_config
-
-    from specialize.train.config import apply_override
+    from specialize.train.config import ConfigError, apply_override, load_config
 
     if config is None and (source or "qwen-tiny") == "qwen-tiny" and TINY_CONFIG.is_file():
         config = TINY_CONFIG

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
-
 # Bumped whenever the same (count, seed) would produce different problems, so cached samples are rewritten.
 GENERATOR_VERSION = 2
 

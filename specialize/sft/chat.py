@@ -43,7 +43,12 @@ class MegatronChat:
     def __init__(self, checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> None:
         from specialize.model.build import build_gpt_model, transformer_config
         from specialize.model.checkpoint import (
-            cast_dtype, checkpoint_preset, checkpoint_tokenizer, load_model_checkpoint, read_checkpoint_meta)
+            cast_dtype,
+            checkpoint_preset,
+            checkpoint_tokenizer,
+            load_model_checkpoint,
+            read_checkpoint_meta,
+        )
         from specialize.model.parallel import initialize_parallel
 
         directory = megatron_checkpoint_dir(checkpoint)

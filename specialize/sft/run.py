@@ -37,19 +37,11 @@ def load_sft_config(path: str | Path | None, overrides: list[str] = ()):
 
     Unknown keys are errors naming the file or the override (the runtime's config rules).
     """
-    from specialize.train.config import ConfigError, RunConfig, apply_mapping
+    from specialize.train.config import RunConfig, apply_mapping, read_config_file
 
     run, sft = RunConfig(), SftDataConfig()
     if path is not None:
-        path = Path(path)
-        try:
-            mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found (see megatron_configs/sft-*.yaml)") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
-        if not isinstance(mapping, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        mapping = read_config_file(path, examples="megatron_configs/sft-*.yaml")
         apply_mapping(sft, mapping.pop("sft", None) or {}, f"{path}: sft")
         apply_mapping(run, mapping, str(path))
     apply_overrides(run, sft, overrides)

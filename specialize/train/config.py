@@ -181,17 +181,24 @@ def apply_override(config: RunConfig, assignment: str) -> RunConfig:
     return apply_mapping(config, nested, f"--set {assignment}")
 
 
+def read_config_file(path: str | Path, examples: str = "megatron_configs/cpt-*.yaml") -> dict:
+    """A run config file's top-level mapping; every way it can be wrong is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (see {examples})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return mapping
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
     config = RunConfig()
     if path is not None:
-        path = Path(path)
-        try:
-            mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found (see megatron_configs/cpt-*.yaml)") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
-        apply_mapping(config, mapping, str(path))
+        apply_mapping(config, read_config_file(path), str(path))
     for assignment in overrides:
         apply_override(config, assignment)
     return config

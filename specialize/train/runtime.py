@@ -13,7 +13,6 @@ count in ``finalize_model_grads``), so micro-batching and data parallelism do no
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -174,10 +173,10 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
 
     from specialize.model.build import _have_transformer_engine, build_gpt_model, transformer_config
     from specialize.model.checkpoint import load_model_checkpoint
+    from specialize.model.cpu_compat import cuda_type_names
     from specialize.model.parallel import initialize_parallel
     from specialize.tokenization import load_tokenizer
     from specialize.train import megatron_fixes
-    from specialize.model.cpu_compat import cuda_type_names
 
     t, m, o = config.train, config.model, config.optimizer
     output = Path(config.output)

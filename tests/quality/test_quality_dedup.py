@@ -10,8 +10,7 @@ import pytest
 
 from beam_jobs.dedup import ExactDedup, NearDedup, NearDedupSettings
 from specialize.corpus.document import Document
-from specialize.dedup.components import (components_union_find, large_star, orient, small_star,
-                                         star_violation)
+from specialize.dedup.components import components_union_find, large_star, orient, small_star, star_violation
 from specialize.dedup.exact import exact_key
 from specialize.dedup.minhash import MinHashConfig, MinHasher, estimated_jaccard, jaccard, word_hashes
 from tests.quality.beam_helpers import run_stage

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.quality.planted import planted_code, planted_math, run_planted
 
 JUNK_REASONS = {

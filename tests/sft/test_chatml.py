@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from specialize.sft.chatml import (
-    DEFAULT_SYSTEM_PROMPT, KIND_CONTENT, MaskOptions, chat_template, encode_conversations, encode_prompt, render_text)
+    DEFAULT_SYSTEM_PROMPT,
+    KIND_CONTENT,
+    MaskOptions,
+    chat_template,
+    encode_conversations,
+    encode_prompt,
+    render_text,
+)
 from specialize.sft.conversations import Conversation, Message
 from specialize.sft.packing import build_sample
 from specialize.tokenization import load_tokenizer

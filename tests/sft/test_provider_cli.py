@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from specialize.cli import app
-from specialize.sft.provider import SFTProvider, SftDataConfig, split_valid
+from specialize.sft.provider import SftDataConfig, SFTProvider, split_valid
 from specialize.sft.run import load_sft_config
 from specialize.tokenization import load_tokenizer
 from specialize.train.config import ConfigError
@@ -110,7 +110,7 @@ def test_inspect_cli_shows_masking_and_writes_ids_and_labels(tmp_path):
     assert result.exit_code == 0, result.output
     sample = json.loads(packed.read_text())
     assert set(sample) == {"tokens", "labels", "loss_mask", "position_ids", "segment_ids"} and len(sample["tokens"]) == 64
-    assert tok.decode([l for l, m in zip(sample["labels"], sample["loss_mask"]) if m]) == "Yo<|im_end|>"
+    assert tok.decode([label for label, m in zip(sample["labels"], sample["loss_mask"]) if m]) == "Yo<|im_end|>"
     missing = CliRunner().invoke(app, ["sft", "inspect", "--data", str(tmp_path / "nope.jsonl")])
     assert missing.exit_code == 2 and "nope.jsonl" in missing.output
 

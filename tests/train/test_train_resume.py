@@ -4,6 +4,7 @@ SIGTERM saves and stops; a half-written checkpoint is never 'latest'."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from specialize.train.checkpointing import latest_checkpoint, _prune
+from specialize.train.checkpointing import _prune, latest_checkpoint
 from tests.train.helpers import REPO, cli_command, environment, pattern_corpus, run_cli, tiny_overrides
 
 
@@ -42,9 +43,11 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
 
     broken = tmp_path / "broken"
     process = subprocess.Popen(cli_command(tiny_overrides(broken, corpus, steps)), cwd=REPO, env=environment(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_step(broken, 5, process)
-    process.kill()  # SIGKILL: no handler, no final save
+    # SIGKILL to the whole process group, as when a node is lost: no handler, no final save, and no
+    # helper process of the run (megatron/torch spawn some) is left behind as an orphan.
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert latest_checkpoint(broken).name == "step-000003"
     run_cli(tiny_overrides(broken, corpus, steps))  # resumes from step 3 automatically
