@@ -219,7 +219,8 @@ def _patch_cuda_literals() -> None:
 _TENSOR_TYPE = torch.Tensor.type
 
 
-def _parameter_type(self, dtype=None, non_blocking=False, **kwargs):
+def _cuda_type_name(self, dtype=None, non_blocking=False, **kwargs):
+    """``tensor.type()`` of a CPU tensor under its CUDA name ('torch.cuda.FloatTensor'); conversions untouched."""
     if dtype is None and not kwargs and self.device.type == "cpu":
         return _TENSOR_TYPE(self).replace("torch.", "torch.cuda.", 1)
     return _TENSOR_TYPE(self, dtype, non_blocking, **kwargs)
@@ -253,7 +254,7 @@ def _patch_type_dispatch() -> None:
     from megatron.core.optimizer import clip_grads
     from megatron.core.optimizer import optimizer as megatron_optimizer
 
-    torch.nn.Parameter.type = _parameter_type
+    torch.nn.Parameter.type = _cuda_type_name
     clip_grads.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_fp32
     megatron_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_fp32
     _APPLIED.append("Parameter.type() -> CUDA type names; clip_grad_by_total_norm_fp32 without CUDA assert")
@@ -282,19 +283,11 @@ def cuda_type_names():
     if not cpu_mode():
         yield
         return
-    original = torch.Tensor.type
-
-    def type_with_cuda_name(self, dtype=None, non_blocking=False, **kwargs):
-        if dtype is None and not kwargs:
-            name = original(self)
-            return name.replace("torch.", "torch.cuda.", 1) if not self.is_cuda and "cuda" not in name else name
-        return original(self, dtype, non_blocking, **kwargs)
-
-    torch.Tensor.type = type_with_cuda_name
+    torch.Tensor.type = _cuda_type_name
     try:
         yield
     finally:
-        torch.Tensor.type = original
+        torch.Tensor.type = _TENSOR_TYPE
 
 
 # -- 7. triton ----------------------------------------------------------------------------------------
