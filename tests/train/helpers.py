@@ -51,9 +51,7 @@ def cli_command(overrides: list[str], nproc: int = 1) -> list[str]:
 
 
 def environment() -> dict:
-    # A rendezvous address that this pytest process holds (an in-process group) must not reach the child.
-    launcher = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-    env = {key: value for key, value in os.environ.items() if key not in launcher}
+    env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONWARNINGS"] = "ignore"
