@@ -11,6 +11,7 @@ import logging
 import typer
 
 from specialize.cli import convert, corpus, demo, evaluate, launch, model, quality, sft, train
+from specialize.cli import eval as eval_cli
 
 
 def _drop_beam_bigquery_notice(record: logging.LogRecord) -> bool:
@@ -36,6 +37,7 @@ app.add_typer(sft.app, name="sft")
 train.register(app)  # `train` and `plot`
 evaluate.register(app)  # `evaluate`
 demo.register(app)  # `demo`
+eval_cli.register(app)  # `eval` (score, compare) and `serve`
 app.command("chat")(sft.chat)  # `chat`
 
 

@@ -29,6 +29,8 @@ DOWNLOADS: dict[str, tuple[str, tuple[str, ...]]] = {
         f"{subject}/test-00000-of-00001.parquet" for subject in (
             "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
             "number_theory", "prealgebra", "precalculus"))),
+    # The 500-problem MATH subset of "Let's Verify Step by Step" (Lightman et al.), as most reports use.
+    "math500": ("HuggingFaceH4/MATH-500", ("test.jsonl",)),
 }
 BUILTIN = ("humaneval",)
 
@@ -82,8 +84,11 @@ def load_humaneval() -> list[BenchmarkItem]:
             for task_id, p in sorted(problems.items())]
 
 
-def download(name: str) -> list[Path]:
-    """Local copies of a public test split, downloaded once into :func:`cache_dir`."""
+def download(name: str, flag: str = "--decontaminate") -> list[Path]:
+    """Local copies of a public test split, downloaded once into :func:`cache_dir`.
+
+    ``flag`` is the option the offline error tells the user to pass the file with instead.
+    """
     repo, files = DOWNLOADS[name]
     target = cache_dir() / name
     local = [target / f for f in files]
@@ -98,12 +103,13 @@ def download(name: str) -> list[Path]:
     except Exception as err:  # offline, hub down, file moved: all end in the same advice
         raise BenchmarkUnavailable(
             f"{name}: could not download {repo} ({type(err).__name__}: {str(err)[:200]}). Offline? Fetch the "
-            f"test split elsewhere and pass --decontaminate {name}=PATH (JSONL or Parquet), or copy "
+            f"test split elsewhere and pass {flag} {name}=PATH (JSONL or Parquet), or copy "
             f"{', '.join(files)} into {target}") from None
     return local
 
 
-def _rows(path: Path):
+def read_rows(path: Path):
+    """Records of a JSONL / JSONL.gz / JSON list / Parquet file, in file order."""
     name = path.name.lower()
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -129,7 +135,7 @@ def load_items_file(name: str, path: Path) -> list[BenchmarkItem]:
     if not path.is_file():
         raise FileNotFoundError(f"--decontaminate {name}={path}: no such file")
     items = []
-    for row_number, row in enumerate(_rows(path)):
+    for row_number, row in enumerate(read_rows(path)):
         if not isinstance(row, dict):
             raise ValueError(f"{path}: record {row_number} is not an object")
         parts = [str(row[f]) for f in TEXT_FIELDS if isinstance(row.get(f), str) and row[f].strip()]
