@@ -26,6 +26,9 @@ class DemoSettings:
     seq_length: int = 128
     eval_samples: int = 48
     math_problems: int = 20000
+    bench_code_problems: int = 10  # HumanEval problems per model in the benchmark stage
+    bench_math_problems: int = 20  # held-out generated math problems per model
+    bench_max_new_tokens: int = 64
     threads: int | None = None
     extra_cpt: list[str] = field(default_factory=list)  # more --set for the CPT run
     extra_sft: list[str] = field(default_factory=list)
@@ -74,6 +77,23 @@ def _evaluate(source: str, corpora: dict[str, Path], label: str, settings: DemoS
     return [Evaluation(label, f"{names[r['corpus']]} (held out)", r["loss"], r["tokens"]) for r in results]
 
 
+def _benchmark(models: dict[str, tuple[str, str]], settings: DemoSettings, out: Path, logs: Path) -> dict[str, dict]:
+    """``specialize eval`` per model (label -> (source, mode)), then ``eval compare``; the results documents."""
+    from specialize.demo.benchmarks import trained_math_questions, write_heldout_math_task
+
+    math_task = write_heldout_math_task(out / "bench" / "demo-math.jsonl", settings.bench_math_problems,
+                                        exclude=trained_math_questions())
+    documents = {}
+    for label, (source, mode) in models.items():
+        directory = out / "bench" / label
+        run_cli(["eval", "--from", source, "--mode", mode, "--task", "humaneval", "--limit", str(settings.bench_code_problems),
+                 "--task", f"demo-math={math_task}", "--max-new-tokens", str(settings.bench_max_new_tokens),
+                 "--output", str(directory)], logs / f"bench-{label}.log")
+        documents[label] = json.loads((directory / "results.json").read_text())
+    run_cli(["eval", "compare", *[str(out / "bench" / label) for label in models]], logs / "bench-compare.log")
+    return documents
+
+
 def run_demo(settings: DemoSettings) -> Path:
     out = settings.output
     logs = out / "logs"
@@ -85,7 +105,7 @@ def run_demo(settings: DemoSettings) -> Path:
     started = time.perf_counter()
 
     def stage(name: str, fn) -> None:
-        _say(f"[{len(timings) + 1}/7] {name}")
+        _say(f"[{len(timings) + 1}/8] {name}")
         begin = time.perf_counter()
         fn()
         timings[name] = time.perf_counter() - begin
@@ -115,11 +135,17 @@ def run_demo(settings: DemoSettings) -> Path:
         logs / "sft.log"))
     stage("held-out loss after SFT",
           lambda: evaluations.extend(_evaluate(str(hf_dir), corpora, "after SFT (exported HF model)", settings, logs)))
+    benchmarks: dict[str, dict] = {}
+    stage(f"benchmarks (specialize eval): {settings.bench_code_problems} HumanEval and {settings.bench_math_problems} held-out "
+          "math problems, before CPT, after CPT and after SFT", lambda: benchmarks.update(_benchmark({
+              "qwen-tiny init": ("qwen-tiny", "base"), "after CPT": (str(cpt_checkpoint), "base"), "after SFT": (str(hf_dir), "chat"),
+          }, settings, out, logs)))
     sample: list[str] = []
     stage("report", lambda: sample.append(_chat_sample(hf_dir, logs)))
     timings["total"] = time.perf_counter() - started
     report = write_report(out / "report", corpora=corpora, runs={"continual pretraining": cpt_dir, "SFT": sft_dir},
-                          evaluations=evaluations, export_dir=hf_dir, timings=timings, sample_generation=sample[0] if sample else None)
+                          evaluations=evaluations, export_dir=hf_dir, timings=timings, sample_generation=sample[0] if sample else None,
+                          benchmarks=benchmarks)
     _say(f"done in {timings['total']:.0f} s: report {report}")
     return report
 
