@@ -20,12 +20,14 @@ HELDOUT_SEED = 20240917
 def write_heldout_math_task(path: Path, count: int, *, exclude: set[str]) -> Path:
     """``count`` generated problems whose questions are not in ``exclude``, as a MATH-format JSONL."""
     rows = []
-    for problem in generate_problems(count * 3, seed=HELDOUT_SEED):
+    for problem in generate_problems(count * 6, seed=HELDOUT_SEED):  # about half are new: the kinds' spaces are small
         if problem.question not in exclude:
             rows.append({"task_id": f"demo-math/{len(rows)}", "problem": problem.question, "answer": problem.answer,
                          "kind": problem.kind})
         if len(rows) == count:
             break
+    if len(rows) < count:
+        raise ValueError(f"only {len(rows)} generated math problems are unseen in training; asked for {count}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -26,8 +26,7 @@ class DemoSettings:
     seq_length: int = 128
     eval_samples: int = 48
     math_problems: int = 20000
-    bench_code_problems: int = 10  # HumanEval problems per model in the benchmark stage
-    bench_math_problems: int = 20  # held-out generated math problems per model
+    bench_problems: int = 12  # HumanEval and held-out generated math problems per model in the benchmark stage
     bench_max_new_tokens: int = 64
     threads: int | None = None
     extra_cpt: list[str] = field(default_factory=list)  # more --set for the CPT run
@@ -81,12 +80,12 @@ def _benchmark(models: dict[str, tuple[str, str]], settings: DemoSettings, out: 
     """``specialize eval`` per model (label -> (source, mode)), then ``eval compare``; the results documents."""
     from specialize.demo.benchmarks import trained_math_questions, write_heldout_math_task
 
-    math_task = write_heldout_math_task(out / "bench" / "demo-math.jsonl", settings.bench_math_problems,
+    math_task = write_heldout_math_task(out / "bench" / "demo-math.jsonl", settings.bench_problems,
                                         exclude=trained_math_questions())
     documents = {}
     for label, (source, mode) in models.items():
         directory = out / "bench" / label
-        run_cli(["eval", "--from", source, "--mode", mode, "--task", "humaneval", "--limit", str(settings.bench_code_problems),
+        run_cli(["eval", "--from", source, "--mode", mode, "--task", "humaneval", "--limit", str(settings.bench_problems),
                  "--task", f"demo-math={math_task}", "--max-new-tokens", str(settings.bench_max_new_tokens),
                  "--output", str(directory)], logs / f"bench-{label}.log")
         documents[label] = json.loads((directory / "results.json").read_text())
@@ -136,7 +135,7 @@ def run_demo(settings: DemoSettings) -> Path:
     stage("held-out loss after SFT",
           lambda: evaluations.extend(_evaluate(str(hf_dir), corpora, "after SFT (exported HF model)", settings, logs)))
     benchmarks: dict[str, dict] = {}
-    stage(f"benchmarks (specialize eval): {settings.bench_code_problems} HumanEval and {settings.bench_math_problems} held-out "
+    stage(f"benchmarks (specialize eval): {settings.bench_problems} HumanEval and {settings.bench_problems} held-out "
           "math problems, before CPT, after CPT and after SFT", lambda: benchmarks.update(_benchmark({
               "qwen-tiny init": ("qwen-tiny", "base"), "after CPT": (str(cpt_checkpoint), "base"), "after SFT": (str(hf_dir), "chat"),
           }, settings, out, logs)))

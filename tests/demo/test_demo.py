@@ -12,7 +12,7 @@ from specialize.demo.pipeline import DemoSettings, run_demo
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_reports(tmp_path):
     report = run_demo(DemoSettings(output=tmp_path / "demo", cpt_steps=6, sft_steps=2, eval_samples=4, threads=1,
-                                   bench_code_problems=2, bench_math_problems=3, bench_max_new_tokens=8))
+                                   bench_problems=3, bench_max_new_tokens=8))
 
     text = report.read_text()
     for png in ("corpus_funnel.png", "document_histograms.png", "loss_curves.png", "heldout_loss.png"):
@@ -31,7 +31,7 @@ def test_demo_runs_every_stage_and_reports(tmp_path):
     modes = {}
     for label in ("qwen-tiny init", "after CPT", "after SFT"):
         document = json.loads((tmp_path / "demo" / "bench" / label / "results.json").read_text())
-        assert document["tasks"]["humaneval"]["problems"] == 2 and document["tasks"]["demo-math"]["problems"] == 3
+        assert document["tasks"]["humaneval"]["problems"] == 3 and document["tasks"]["demo-math"]["problems"] == 3
         modes[label] = document["mode"]
     assert modes == {"qwen-tiny init": "base", "after CPT": "base", "after SFT": "chat"}
     assert "## Benchmarks (`specialize eval`)" in text and "| humaneval |" in text and "| demo-math |" in text
