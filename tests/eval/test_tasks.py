@@ -121,3 +121,16 @@ def test_a_cached_download_is_read_offline(tmp_path, monkeypatch):
     pq.write_table(pa.table({"question": ["1+1?"], "answer": ["#### 2"]}), target / "test-00000-of-00001.parquet")
     task = load_task("gsm8k")
     assert isinstance(task, Task) and task.problems[0].reference == "2" and task.format.name == "gsm8k"
+
+
+def test_pass_at_k_with_different_sample_counts_per_problem(tmp_path):
+    path = _jsonl(tmp_path / "m.jsonl", [{"task_id": "a", "problem": "1+1?", "answer": "2"},
+                                         {"task_id": "b", "problem": "2+2?", "answer": "4"}])
+    task = load_task(f"m={path}")
+    samples = [Sample("a", "", answer=x) for x in ("2", "3")] + [Sample("b", "", answer=x) for x in ("4", "4", "5")]
+    score_samples(task, samples)
+    result = summarise(task, samples, "scored")
+    assert result.samples_per_problem == 2 and set(result.pass_at_k) == {"pass@1", "pass@2"}
+    assert result.pass_at_k["pass@1"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert result.pass_at_k["pass@2"] == pytest.approx((1.0 + 1.0) / 2)
+    assert result.accuracy == pytest.approx(3 / 5)
