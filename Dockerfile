@@ -18,6 +18,8 @@ WORKDIR /opt/specialize
 COPY pyproject.toml README.md ./
 COPY specialize ./specialize
 COPY beam_jobs ./beam_jobs
+# specialize/megatron_configs links here: the presets and run configs are package data of the wheel.
+COPY megatron_configs ./megatron_configs
 # torch is a dependency of the package but the corpus pipeline never runs a model: the CPU wheel
 # keeps the image gigabytes smaller than PyPI's CUDA build. apache-beam is already in the base image
 # at BEAM_VERSION and satisfies the package's requirement, so pip keeps it.
@@ -42,7 +44,8 @@ RUN pip install --no-cache-dir --no-build-isolation "./[gpu]" \
     && specialize --help > /dev/null
 ENV PYTHONUNBUFFERED=1
 # Jobs run with the shared volume as working directory (see `specialize launch k8s --mount-path`);
-# the configs stay reachable at /opt/specialize/megatron_configs.
+# the installed package carries the presets and run configs (`--config cpt-code` or
+# `--config megatron_configs/cpt-code.yaml` from any directory), also readable at /opt/specialize/megatron_configs.
 WORKDIR /workspace
 ENTRYPOINT ["specialize"]
 CMD ["--help"]

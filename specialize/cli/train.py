@@ -11,7 +11,9 @@ from typing import Optional
 
 import typer
 
-TINY_CONFIG = Path(__file__).resolve().parents[2] / "megatron_configs" / "cpt-tiny.yaml"
+from specialize.configs import CONFIG_DIR
+
+TINY_CONFIG = CONFIG_DIR / "cpt-tiny.yaml"
 
 
 def train(

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import yaml
 
-#: Where the YAML presets live (the repository's ``megatron_configs/models``).
-PRESET_DIR = Path(__file__).resolve().parents[2] / "megatron_configs" / "models"
+#: Where the YAML presets live (the repository's ``megatron_configs/models``, also inside a built wheel).
+from specialize.configs import PRESET_DIR
 
 #: The embedded default model.
 DEFAULT_PRESET = "qwen-tiny"

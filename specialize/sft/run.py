@@ -16,11 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from specialize.configs import CONFIG_DIR
 from specialize.sft.chatml import chat_template
 from specialize.sft.provider import SftDataConfig
 from specialize.tokenization import QwenTokenizer, load_tokenizer
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "megatron_configs"
 SFT_FILE = "sft.yaml"
 HF_DIR = "hf"
 

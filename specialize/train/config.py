@@ -182,12 +182,18 @@ def apply_override(config: RunConfig, assignment: str) -> RunConfig:
 
 
 def read_config_file(path: str | Path, examples: str = "megatron_configs/cpt-*.yaml") -> dict:
-    """A run config file's top-level mapping; every way it can be wrong is a ConfigError naming the file."""
-    path = Path(path)
+    """A run config file's top-level mapping; every way it can be wrong is a ConfigError naming the file.
+
+    ``path`` may also name a shipped config (``cpt-code``; see ``specialize.configs``).
+    """
+    from specialize.configs import resolve_config_path, shipped_run_configs
+
+    path = resolve_config_path(path)
     try:
         mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (see {examples})") from None
+        raise ConfigError(f"{path}: config file not found (see {examples}; shipped: "
+                          f"{', '.join(shipped_run_configs()) or 'none found'})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(mapping, dict):
