@@ -49,11 +49,28 @@ def microbatch_indices(step: int, *, global_batch: int, micro_batch: int, dp_ran
     return out
 
 
+def attended_pairs(segment_ids: torch.Tensor) -> float:
+    """Query-key pairs that causal attention computes in these rows: l^2/2 per document of l tokens.
+
+    A document is a run of equal segment ids (a row of zeros is one document: no boundaries). This is
+    what MFU counts, so packed short documents are not credited with a full sequence's attention.
+    """
+    rows = segment_ids.detach().cpu().to(torch.int64)
+    change = torch.diff(rows, dim=1) != 0
+    total = 0.0
+    for row in change:
+        bounds = torch.cat([torch.tensor([0]), torch.nonzero(row).flatten() + 1, torch.tensor([rows.shape[1]])])
+        total += float((torch.diff(bounds).double() ** 2).sum()) / 2
+    return total
+
+
 class StepBatches:
     """Iterator over one step's micro-batches (megatron's schedules call ``next`` once per micro-batch)."""
 
     def __init__(self, dataset: SampleDataset, indices: list[list[int]], device: torch.device) -> None:
-        self._batches = iter([collate([dataset[i] for i in chunk]).to(device) for chunk in indices])
+        batches = [collate([dataset[i] for i in chunk]) for chunk in indices]
+        self.attended_pairs = sum(attended_pairs(b.segment_ids) for b in batches)  # for MFU
+        self._batches = iter([b.to(device) for b in batches])
 
     def __iter__(self):
         return self

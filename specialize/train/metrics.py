@@ -17,37 +17,59 @@ from pathlib import Path
 
 METRICS_FILE = "metrics.jsonl"
 
-# Dense bf16 peak of one accelerator, for MFU (H100/H200 SXM: 989 TFLOP/s; A100: 312).
-_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+# Dense (no sparsity) bf16 peak TFLOP/s of one accelerator, for MFU, as its data sheet states. The first key
+# found in ``torch.cuda.get_device_name()`` wins, so the PCIe/NVL parts come before the SXM ones they
+# share a name with ("NVIDIA H100 PCIe" vs "NVIDIA H100 80GB HBM3"), and "A100" before "A10".
+_PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.0), ("GH200", 989.0), ("H200", 989.0), ("H100", 989.0),
+    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("A10", 125.0),
+)
+
+
+def peak_tflops_for(device_name: str) -> float | None:
+    for key, tflops in _PEAK_TFLOPS:
+        if key in device_name:
+            return tflops
+    return None
 
 
 def peak_flops(configured_tflops: float | None) -> float | None:
-    """Peak FLOP/s per device: the configured value, else a lookup by GPU name; None on CPU."""
+    """Peak FLOP/s per device: the configured value, else a lookup by GPU name; None on CPU or an unknown GPU."""
     if configured_tflops:
         return configured_tflops * 1e12
     import torch
 
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name()
-    for key, tflops in _PEAK_TFLOPS.items():
-        if key in name:
-            return tflops * 1e12
-    return None
+    tflops = peak_tflops_for(torch.cuda.get_device_name())
+    return tflops * 1e12 if tflops else None
 
 
-def flops_per_token(preset, seq_length: int) -> float:
-    """Training FLOPs per token: 6 x (non-embedding params incl. the LM head) + attention scores.
+def dense_flops_per_token(preset) -> float:
+    """Training FLOPs per token of every matmul but attention's: 6 x (non-embedding params incl. the LM head).
 
-    The attention term is 12 x layers x hidden x seq (forward QK^T and AV, times 3 for backward),
-    PaLM's estimate (arXiv 2204.02311, appendix B), used by Megatron-LM's MFU too.
+    6 = 2 (multiply-add) x 3 (forward, and backward for activations and weights), as in Megatron-LM's
+    ``num_floating_point_operations`` and PaLM (arXiv 2204.02311, appendix B).
     """
     embedding = preset.vocab_size * preset.hidden_size
     dense = preset.num_parameters() - embedding
     if preset.tie_word_embeddings:
         dense += embedding  # the tied matrix still does the LM-head matmul
-    attention = 12 * preset.num_layers * preset.num_attention_heads * preset.head_dim * seq_length
-    return 6.0 * dense + attention
+    return 6.0 * dense
+
+
+def attention_flops(preset, attended_pairs: float) -> float:
+    """Training FLOPs of attention's two matmuls (QK^T and AV) for this many query-key pairs.
+
+    Per pair, head and layer: 2 x head_dim multiply-adds forward for each matmul, times 3 with the
+    backward pass: 12 x head_dim. A causal sequence of l tokens has l^2/2 pairs (Megatron-LM counts the
+    causal mask as half) and packed documents count by their own lengths: see ``attended_pairs``.
+    """
+    return 12.0 * preset.num_layers * preset.num_attention_heads * preset.head_dim * attended_pairs
+
+
+def step_flops(preset, tokens: int, attended_pairs: float) -> float:
+    return dense_flops_per_token(preset) * tokens + attention_flops(preset, attended_pairs)
 
 
 def truncate_after(path: Path, step: int) -> None:

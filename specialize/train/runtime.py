@@ -26,7 +26,7 @@ from specialize.train.batches import StepBatches, block_causal_mask, check_datas
 from specialize.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from specialize.train.config import RunConfig, check_config, warmup_steps
 from specialize.train.data_api import DataRequest, DatasetProvider
-from specialize.train.metrics import RunLogger, flops_per_token, peak_flops
+from specialize.train.metrics import RunLogger, peak_flops, step_flops
 
 
 @dataclass
@@ -148,6 +148,16 @@ def _global_loss(losses: list[dict]) -> tuple[float, float]:
     return float(local[0]), float(local[1])
 
 
+def _data_parallel_sum(value: float) -> float:
+    """``value`` summed over the data-parallel ranks (each holds different micro-batches)."""
+    from megatron.core import parallel_state as ps
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total, group=ps.get_data_parallel_group())
+    return float(total[0])
+
+
 def _memory_gb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
@@ -265,7 +275,7 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
                        f"reading it again from the start ({request.train_samples / len(splits.train):.1f} passes)")
     tokens_per_step = t.global_batch_size * t.seq_length
     peak = peak_flops(config.log.peak_tflops)
-    flops_token = flops_per_token(preset, t.seq_length)
+    step_pairs = [0.0]  # attention query-key pairs of this rank's micro-batches in the last step (for MFU)
 
     def indices(dataset, step):
         return microbatch_indices(step, global_batch=t.global_batch_size, micro_batch=t.micro_batch_size,
@@ -273,8 +283,11 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
                                   dataset_len=len(dataset))
 
     def run_batches(dataset, step, forward_only):
+        batches = StepBatches(dataset, indices(dataset, step), device)
+        if not forward_only:
+            step_pairs[0] = batches.attended_pairs
         return forward_backward(
-            forward_step_func=partial(_forward_step, use_packed), data_iterator=StepBatches(dataset, indices(dataset, step), device),
+            forward_step_func=partial(_forward_step, use_packed), data_iterator=batches,
             model=[model], num_microbatches=num_microbatches, seq_length=t.seq_length,
             micro_batch_size=t.micro_batch_size, decoder_seq_length=t.seq_length, forward_only=forward_only)
 
@@ -334,11 +347,12 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
             last_loss = loss
             if step % config.log.every == 0 or step == t.steps:
                 throughput = tokens_per_step / elapsed
+                mfu = step_flops(preset, tokens_per_step, _data_parallel_sum(step_pairs[0])) / (elapsed * peak * world) if peak else None
                 logger.record({
                     "kind": "train", "step": step, "loss": loss, "lr": scheduler.get_lr(optimizer.param_groups[0]),
                     "grad_norm": float(grad_norm) if grad_norm is not None else None,
                     "tokens_per_s": throughput,
-                    "mfu": throughput * flops_token / (peak * world) if peak else None,
+                    "mfu": mfu,
                     "memory_gb": _memory_gb(), "step_time_s": elapsed, "skipped": skipped,
                 })
             if config.log.eval_every and (step % config.log.eval_every == 0 or step == t.steps):
