@@ -113,23 +113,27 @@ class ShardProblem:
     problem: str
 
 
-def verify_shards(directory: str, *, tokenizer_fingerprint: str | None = None) -> list[ShardProblem]:
+def verify_shards(directory: str, *, tokenizer_fingerprint: str | None = None, part: tuple[int, int] = (0, 1),
+                  read_shards: bool = True) -> list[ShardProblem]:
     """Check every shard against the manifest: present, same sha256, rows and tokens; no strays.
 
     Returns the problems found (empty list: all good). With ``tokenizer_fingerprint`` the manifest's
-    tokenizer must match too (training passes its model's tokenizer).
+    tokenizer must match too (training passes its model's tokenizer). ``part=(i, n)`` checks only
+    shards i, i+n, i+2n... (and the manifest-level checks only in part 0), so n ranks can share the
+    hashing of a large corpus. ``read_shards=False`` keeps only the checks that read no shard.
     """
+    index, parts = part
     manifest = read_manifest(directory)
     problems: list[ShardProblem] = []
-    if tokenizer_fingerprint and manifest["tokenizer"]["fingerprint"] != tokenizer_fingerprint:
+    if index == 0 and tokenizer_fingerprint and manifest["tokenizer"]["fingerprint"] != tokenizer_fingerprint:
         problems.append(ShardProblem(MANIFEST_NAME, (
             f"tokenizer fingerprint {manifest['tokenizer']['fingerprint']} ({manifest['tokenizer'].get('name')}) "
             f"differs from the model's {tokenizer_fingerprint}: rebuild the corpus with the model's tokenizer")))
     listed = {s["path"] for s in manifest["shards"]}
-    for name in outputs.list_names(directory, "shard-"):
+    for name in outputs.list_names(directory, "shard-") if index == 0 else ():
         if name.endswith(SHARD_SUFFIX) and name not in listed:
             problems.append(ShardProblem(name, "shard file not listed in the manifest (left from another build?)"))
-    for shard in manifest["shards"]:
+    for shard in manifest["shards"][index::parts] if read_shards else ():
         path = outputs.join(directory, shard["path"])
         try:
             data = outputs.read_bytes(path)

@@ -94,3 +94,17 @@ def destroy_parallel() -> None:
     if _OWNS_PROCESS_GROUP and dist.is_initialized():
         dist.destroy_process_group()
     _OWNS_PROCESS_GROUP = False
+
+
+#: What torchrun (torchelastic) puts in a worker's environment.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+                      "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launcher_free_environment() -> dict[str, str]:
+    """This environment without torchrun's variables: for a single-process child of a launched worker.
+
+    TORCHELASTIC_USE_AGENT_STORE and the rest of TORCHELASTIC_* would make the child connect to the
+    launcher's store as if it were one of the job's ranks.
+    """
+    return {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES and not k.startswith("TORCHELASTIC_")}

@@ -203,10 +203,9 @@ def export_run(run_dir: str | Path, destination: str | Path | None = None) -> Pa
 
 def export_in_subprocess(run_dir: Path, destination: str | None = None) -> Path:
     """After a torchrun job the export runs in a fresh single process (it reshards to TP=1/PP=1)."""
-    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
-                "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
-    # TORCHELASTIC_USE_AGENT_STORE would make the export connect to the (finished) launcher's store
-    env = {k: v for k, v in os.environ.items() if k not in launcher and not k.startswith("TORCHELASTIC_")}
+    from specialize.model.parallel import launcher_free_environment
+
+    env = launcher_free_environment()
     destination = Path(destination or run_dir / HF_DIR)
     subprocess.run([sys.executable, "-m", "specialize.cli", "sft", "export", str(run_dir), "--output", str(destination)],
                    check=True, env=env)

@@ -69,6 +69,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
     max_bad_steps: int = 5  # NaN/inf losses in a row before the run stops with an error
     threads: int | None = None  # torch intra-op threads per process on CPU (None: torch default)
+    distributed_timeout_minutes: float = 10.0  # collectives' timeout (NCCL/gloo), Megatron-LM's --distributed-timeout-minutes
 
 
 @dataclass

@@ -19,9 +19,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from specialize.corpus.manifest import MANIFEST_NAME, read_manifest, verify_shards
+from specialize.corpus.manifest import MANIFEST_NAME, read_manifest
 from specialize.corpus.shards import open_shard, shard_token_stream
 from specialize.train.config import DataConfig, parse_data_spec
 from specialize.train.data_api import DataRequest, DataSplits
@@ -131,22 +130,39 @@ class SampleView:
         }
 
 
-def check_shard_sets(paths: list[str], fingerprint: str, verify_checksums: bool) -> None:
-    """Raise a clear error when a shard set is missing, from another tokenizer, or corrupt."""
-    for path in paths:
-        if not (Path(path) / MANIFEST_NAME).is_file():
-            hint = f"; build it with `{DEFAULT_CORPUS_HINT}`" if Path(path) == Path("checkpoints/corpus/code") else ""
-            raise FileNotFoundError(f"{path}: no {MANIFEST_NAME}, so no corpus shards to train on{hint}")
-        if verify_checksums:
-            problems = verify_shards(path, tokenizer_fingerprint=fingerprint)
-        else:
-            manifest = read_manifest(path)
-            problems = []
-            if manifest["tokenizer"]["fingerprint"] != fingerprint:
-                problems = [f"tokenizer fingerprint {manifest['tokenizer']['fingerprint']} differs from the model's {fingerprint}"]
-        if problems:
-            lines = "\n".join(f"  {getattr(p, 'shard', MANIFEST_NAME)}: {getattr(p, 'problem', p)}" for p in problems)
-            raise ValueError(f"{path}: shards do not match their manifest:\n{lines}")
+def check_shard_sets(paths: list[str], fingerprint: str, verify_checksums: bool, *, cache_dir: Path | None = None) -> None:
+    """Raise a clear error when a shard set is missing, from another tokenizer, or corrupt.
+
+    Collective when a process group is up: every rank hashes its share and every rank raises the same
+    error (see ``specialize.train.shard_check``); a verified corpus is remembered in ``cache_dir``.
+    """
+    import torch.distributed as dist
+
+    from specialize.train.shard_check import check_part, remember_verified
+
+    group = dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if group else (0, 1)
+    found: list[str] = []
+    try:
+        for path in paths:
+            if not (Path(path) / MANIFEST_NAME).is_file():
+                hint = f"; build it with `{DEFAULT_CORPUS_HINT}`" if Path(path) == Path("checkpoints/corpus/code") else ""
+                raise FileNotFoundError(f"{path}: no {MANIFEST_NAME}, so no corpus shards to train on{hint}")
+            problems = check_part(path, fingerprint, verify_checksums, rank, world, cache_dir)
+            if problems:
+                found.append(f"{path}: shards do not match their manifest:\n"
+                             + "\n".join(f"  {p.shard}: {p.problem}" for p in problems))
+    except (OSError, ValueError) as err:
+        found.append(f"{type(err).__name__}: {err}")
+    everyone: list[list[str]] = [found]
+    if group:
+        everyone = [[] for _ in range(world)]
+        dist.all_gather_object(everyone, found)
+    errors = [message for part in everyone for message in part]
+    if errors:
+        raise ValueError("\n".join(dict.fromkeys(errors)))
+    if rank == 0 and verify_checksums:
+        remember_verified(paths, cache_dir)
 
 
 class ShardBlendProvider:
@@ -162,19 +178,10 @@ class ShardBlendProvider:
         from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
         from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
 
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        error = [None]
-        if rank == 0:  # checksum the corpus once, not once per process
-            try:
-                check_shard_sets(self.paths, request.tokenizer_fingerprint, self.data.verify_checksums)
-            except (OSError, ValueError) as err:
-                error = [f"{type(err).__name__}: {err}"]
-        if torch.distributed.is_initialized():
-            torch.distributed.broadcast_object_list(error, src=0)
-        if error[0] is not None:
-            raise ValueError(error[0])
-
         cache = request.cache_dir or self.data.cache_dir
+        check_shard_sets(self.paths, request.tokenizer_fingerprint, self.data.verify_checksums,
+                         cache_dir=Path(cache) if cache else None)
+
         config = GPTDatasetConfig(
             random_seed=request.seed,
             sequence_length=request.seq_length,

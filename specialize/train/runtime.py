@@ -13,6 +13,7 @@ count in ``finalize_model_grads``), so micro-batching and data parallelism do no
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -96,6 +97,66 @@ def resolve_model_source(source: str, output: Path, tp: int, pp: int):
             dist.barrier()
         return checkpoint_preset(converted), converted, read_checkpoint_meta(converted).get("tokenizer_source")
     raise FileNotFoundError(f"--from {source}: a directory with neither specialize.json nor config.json")
+
+
+CONVERSION_DONE, CONVERSION_FAILED = "converted.done", "converted.failed"
+
+
+def needs_conversion(source: str) -> bool:
+    """Whether ``--from`` names a Hugging Face checkpoint (a directory or a Hub preset) to import first."""
+    from specialize.model.checkpoint import META_FILE
+    from specialize.model.presets import preset_for_name
+
+    path = Path(source)
+    if (path / META_FILE).is_file() or (path / "model" / META_FILE).is_file():
+        return False
+    if path.exists():
+        return (path / "config.json").is_file()
+    preset = preset_for_name(source)
+    return preset is not None and preset.hf_repo is not None
+
+
+def convert_before_process_group(source: str, output: Path, tp: int, pp: int, *, rank: int | None = None,
+                                 wait_s: float = 24 * 3600.0, poll_s: float = 2.0) -> None:
+    """Import a Hugging Face ``--from`` into ``<output>/converted`` before any process group exists.
+
+    A 72B import reads ~1.2 TB; done on rank 0 after the group is up, the other ranks waited for it
+    under the collectives' timeout (NCCL's 10 minutes by default) and the job died. Here the launcher's
+    rank 0 converts in a child process (the converter sets up its own group of tp x pp ranks, on CPU
+    when a job is running) and every other rank waits on the shared output directory for
+    ``converted.done`` (or ``converted.failed``, whose message it raises), with no collective pending.
+    """
+    import subprocess
+    import sys
+    import time
+
+    from specialize.model.checkpoint import META_FILE
+    from specialize.model.parallel import launcher_free_environment
+
+    converted = output / "converted"
+    done, failed = output / CONVERSION_DONE, output / CONVERSION_FAILED
+    if not needs_conversion(source) or (converted / META_FILE).is_file():
+        return  # nothing to import, or imported by an earlier start of this run (the metadata is written last)
+    if (int(os.environ.get("RANK", "0")) if rank is None else rank) == 0:
+        output.mkdir(parents=True, exist_ok=True)
+        failed.unlink(missing_ok=True)
+        done.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "specialize.cli", "convert", "hf-to-megatron", "--from", source, "--to", str(converted),
+                   "--tp", str(tp), "--pp", str(pp)]
+        result = subprocess.run(command, env=launcher_free_environment(), capture_output=True, text=True)
+        if result.returncode != 0:
+            message = f"--from {source}: conversion to {converted} failed: {(result.stderr or result.stdout).strip()[-2000:]}"
+            failed.write_text(message, encoding="utf-8")
+            raise RuntimeError(message)
+        done.write_text(source + "\n", encoding="utf-8")
+        return
+    deadline = time.monotonic() + wait_s
+    while not (done.is_file() and (converted / META_FILE).is_file()):
+        if failed.is_file():
+            raise RuntimeError(failed.read_text(encoding="utf-8"))
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"--from {source}: rank 0 did not finish converting into {converted} within {wait_s:.0f} s")
+        time.sleep(poll_s)
 
 
 def _attention_overrides(choice: str, on_gpu: bool) -> dict:
@@ -192,7 +253,9 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     output = Path(config.output)
     if t.threads:
         torch.set_num_threads(t.threads)
-    initialize_parallel(tp=m.tp, pp=m.pp, seed=t.seed)
+    if preset is None:
+        convert_before_process_group(m.source, output, m.tp, m.pp)
+    initialize_parallel(tp=m.tp, pp=m.pp, seed=t.seed, timeout_minutes=t.distributed_timeout_minutes)
     megatron_fixes.apply()
     on_gpu = torch.cuda.is_available()
     device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
