@@ -149,7 +149,6 @@ def run_sft(run, sft: SftDataConfig):
     run.model.source = resolve_source(source)
     output = Path(run.output)
     rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
         files = data_files(sft, output)
@@ -163,7 +162,10 @@ def run_sft(run, sft: SftDataConfig):
         destroy_parallel()
     hf = None
     if sft.export and rank == 0 and not result.interrupted:
-        hf = export_run(output, sft.export_dir) if world == 1 else export_in_subprocess(output, sft.export_dir)
+        # Always a fresh process: this one holds the run's GPU memory and the attention backend's NVTE_*
+        # variables, which megatron checks against the export's model (a crash after single-GPU
+        # flash/local runs); a torchrun job's process is also part of a group the export must not join.
+        hf = export_in_subprocess(output, sft.export_dir)
     return result, hf
 
 
@@ -202,10 +204,11 @@ def export_run(run_dir: str | Path, destination: str | Path | None = None) -> Pa
 
 
 def export_in_subprocess(run_dir: Path, destination: str | None = None) -> Path:
-    """After a torchrun job the export runs in a fresh single process (it reshards to TP=1/PP=1)."""
+    """The export in a fresh single process (it reshards to TP=1/PP=1), free of the run's environment:
+    no launcher variables, no Transformer Engine attention switches (``NVTE_*``)."""
     from specialize.model.parallel import launcher_free_environment
 
-    env = launcher_free_environment()
+    env = {k: v for k, v in launcher_free_environment().items() if not k.startswith("NVTE_")}
     destination = Path(destination or run_dir / HF_DIR)
     subprocess.run([sys.executable, "-m", "specialize.cli", "sft", "export", str(run_dir), "--output", str(destination)],
                    check=True, env=env)
