@@ -17,7 +17,9 @@ megatron-core is GPU-first. Model construction and the forward pass run on CPU o
    ``torch`` is rebound to a view of torch whose tensor factories allocate on CPU when asked for CUDA.
 4. ``torch.cuda.synchronize()`` and stream/event calls in p2p, DDP and the schedules: without CUDA
    there is nothing to synchronize, so ``synchronize`` becomes a no-op (``batch_p2p_sync=False`` in the
-   config avoids the p2p one already).
+   config avoids the p2p one already), and ``current_stream``/``Stream``/``Event``/``stream()`` become
+   objects whose waits return at once (megatron-core 0.19's DDP calls ``current_stream()`` in every
+   gradient sync: "Found no NVIDIA driver" on the CUDA build of torch).
 5. ``param.type() == 'torch.cuda.FloatTensor'`` dispatch in the Float16/distributed optimizers and an
    assert of it in grad clipping: on CPU ``Parameter.type()`` reports the CUDA type name, and the
    clipping function is replaced by an equivalent without the assert.
@@ -27,8 +29,8 @@ megatron-core is GPU-first. Model construction and the forward pass run on CPU o
 7. megatron-core 0.19 imports ``triton`` unconditionally in ``transformer/moe/ops/paged_stash.py``
    (reached from the GPT layer specs). If triton is missing, that one module is imported against a
    stand-in whose kernels raise if launched, and the stand-in is withdrawn from ``sys.modules``
-   right after (torch and others still see triton as absent). Not exercised here: this machine has
-   0.16.1, where the module does not exist and the step is skipped.
+   right after (torch and others still see triton as absent). On 0.16.1 the module does not exist
+   and the step is skipped; the Python 3.12 / megatron-core 0.19 leg of ``.ci/run`` exercises it.
 
 Everything else megatron needs on CPU is a config flag, set where the config is made. Every patch
 is applied once, only when ``torch.cuda.is_available()`` is False, and is listed in
@@ -70,6 +72,7 @@ def enable_cpu_compat() -> None:
     _stub_triton_if_missing()
     _patch_current_device()
     _patch_synchronize()
+    _patch_streams()
     _patch_rng_tracker()
     _patch_cuda_literals()
     _patch_type_dispatch()
@@ -92,6 +95,55 @@ def _patch_current_device() -> None:
 def _patch_synchronize() -> None:
     torch.cuda.synchronize = lambda device=None: None
     _APPLIED.append("torch.cuda.synchronize -> no-op")
+
+
+class _NullEvent:
+    """A CUDA event where work is synchronous: already complete."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def record(self, stream=None) -> None:
+        pass
+
+    def wait(self, stream=None) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+    def query(self) -> bool:
+        return True
+
+    def elapsed_time(self, end_event) -> float:
+        return 0.0
+
+
+class _NullStream(_NullEvent):
+    """A CUDA stream where work is synchronous: waiting on anything is immediate.
+
+    megatron-core 0.19's DDP reads ``torch.cuda.current_stream()`` in every ``start_grad_sync`` (to
+    wait for CUDA-graph gradient events) and ``finish_grad_sync`` (to wait for its communication
+    stream); with CPU tensors all of that work is already done when the call returns.
+    """
+
+    def wait_event(self, event) -> None:
+        pass
+
+    def wait_stream(self, stream) -> None:
+        pass
+
+    def record_event(self, event=None):
+        return event or _NullEvent()
+
+
+def _patch_streams() -> None:
+    torch.cuda.current_stream = lambda device=None: _NullStream()
+    torch.cuda.default_stream = lambda device=None: _NullStream()
+    torch.cuda.Stream = _NullStream
+    torch.cuda.Event = _NullEvent
+    torch.cuda.stream = lambda stream=None: contextlib.nullcontext()
+    _APPLIED.append("torch.cuda streams and events -> synchronous no-ops")
 
 
 # -- 2. RNG tracker ---------------------------------------------------------------------------------
