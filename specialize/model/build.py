@@ -93,11 +93,11 @@ def transformer_config(
     return TransformerConfig(**settings)
 
 
-def layer_spec(config):
-    """megatron's Transformer Engine layer spec on GPU when TE is installed, else the local one."""
+def layer_spec(config, *, local: bool = False):
+    """megatron's Transformer Engine layer spec on GPU when TE is installed (unless ``local``), else the local one."""
     from megatron.core.models.gpt import gpt_layer_specs
 
-    if not cpu_mode() and _have_transformer_engine():
+    if not local and not cpu_mode() and _have_transformer_engine():
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
     return gpt_layer_specs.get_gpt_layer_local_spec(normalization=config.normalization)
 
@@ -109,12 +109,14 @@ def build_gpt_model(
     pre_process: bool | None = None,
     post_process: bool | None = None,
     parallel_output: bool = True,
+    local_spec: bool = False,
 ):
     """This pipeline stage's ``GPTModel`` (megatron's parallel state must be initialised).
 
     ``pre_process``/``post_process`` default to whether this rank holds the first/last stage.
     ``parallel_output=False`` gathers logits over TP (for inference and tests); training keeps them
-    split and uses megatron's vocab-parallel cross entropy.
+    split and uses megatron's vocab-parallel cross entropy. ``local_spec`` builds megatron's local layers
+    even where Transformer Engine is installed (``model.attention: local``).
     """
     from megatron.core import parallel_state
     from megatron.core.models.gpt import GPTModel
@@ -125,7 +127,7 @@ def build_gpt_model(
         post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(config),
+        transformer_layer_spec=layer_spec(config, local=local_spec),
         vocab_size=preset.padded_vocab_size(config.tensor_model_parallel_size),
         max_sequence_length=preset.max_position_embeddings,
         pre_process=pre_process,

@@ -92,20 +92,3 @@ def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
     causal = torch.ones(s, s, dtype=torch.bool, device=segment_ids.device).tril()
     same = segment_ids[:, :, None] == segment_ids[:, None, :]
     return ~(same & causal)[:, None]
-
-
-def packed_seq_params(segment_ids: torch.Tensor):
-    """megatron ``PackedSeqParams`` (THD, cu_seqlens) for flash/TE attention; needs micro_batch_size 1.
-
-    Unverified here: no GPU in our CI. Megatron's TE attention reads cu_seqlens instead of a mask.
-    """
-    from megatron.core.packed_seq_params import PackedSeqParams
-
-    if segment_ids.shape[0] != 1:
-        raise ValueError("document-boundary attention with flash/TE attention needs train.micro_batch_size 1")
-    seg = segment_ids[0]
-    starts = torch.nonzero(torch.diff(seg, prepend=seg[:1] - 1)).flatten()
-    cu = torch.cat([starts, torch.tensor([seg.numel()], device=seg.device)]).to(torch.int32)
-    longest = int(torch.diff(cu).max())
-    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
-                           max_seqlen_q=longest, max_seqlen_kv=longest)

@@ -24,7 +24,7 @@ class ModelConfig:
     tp: int = 1  # tensor-parallel size
     pp: int = 1  # pipeline-parallel size
     sequence_parallel: bool = False  # only with tp > 1
-    attention: str = "auto"  # auto | local | flash (TE/flash-attn; GPU only). auto: flash on GPU when installed
+    attention: str = "auto"  # auto | local | flash; see specialize/train/attention.py for what each runs where
     recompute: bool = False  # full activation recomputation (GPU memory for compute)
     overrides: dict = field(default_factory=dict)  # extra TransformerConfig fields (e.g. hidden_dropout: 0.0)
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from specialize.train.batches import StepBatches, block_causal_mask, check_dataset, microbatch_indices, packed_seq_params
+from specialize.train.attention import plan_attention, thd_batch
+from specialize.train.batches import StepBatches, block_causal_mask, check_dataset, microbatch_indices
 from specialize.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from specialize.train.config import RunConfig, check_config, warmup_steps
 from specialize.train.data_api import DataRequest, DatasetProvider
@@ -159,18 +160,6 @@ def convert_before_process_group(source: str, output: Path, tp: int, pp: int, *,
         time.sleep(poll_s)
 
 
-def _attention_overrides(choice: str, on_gpu: bool) -> dict:
-    """Attention kernel: megatron's local (pure PyTorch) attention on CPU; on GPU flash through
-    Transformer Engine (or flash-attn) when installed. The GPU path is not exercised in our CI."""
-    if not on_gpu:
-        if choice == "flash":
-            raise ValueError("model.attention=flash needs a GPU (flash-attn / transformer-engine)")
-        return {}
-    from megatron.core.transformer.enums import AttnBackend
-
-    return {"attention_backend": {"auto": AttnBackend.auto, "flash": AttnBackend.flash, "local": AttnBackend.unfused}[choice]}
-
-
 def _loss_func(loss_mask: torch.Tensor, output: torch.Tensor):
     """Masked sum and token count of one micro-batch (megatron divides by the global count)."""
     losses = output.float().reshape(-1)
@@ -180,16 +169,18 @@ def _loss_func(loss_mask: torch.Tensor, output: torch.Tensor):
     return total, count, {"lm loss": torch.stack([total.detach(), mask.sum().detach()])}
 
 
-def _forward_step(use_packed: bool, data_iterator, model):
+def _forward_step(boundaries: str, data_iterator, model):
+    """One micro-batch; document boundaries as the attention plan says (``specialize.train.attention``)."""
     batch = next(data_iterator)
+    tokens, labels, loss_mask, positions = batch.tokens, batch.labels, batch.loss_mask, batch.position_ids
     attention_mask = packed = None
     if batch.has_segments:
-        if use_packed:
-            packed = packed_seq_params(batch.segment_ids)
+        if boundaries == "thd":
+            tokens, labels, loss_mask, positions, packed = thd_batch(tokens, labels, loss_mask, positions, batch.segment_ids)
         else:
             attention_mask = block_causal_mask(batch.segment_ids)
-    output = model(batch.tokens, batch.position_ids, attention_mask, labels=batch.labels, packed_seq_params=packed)
-    return output, partial(_loss_func, batch.loss_mask)
+    output = model(tokens, positions, attention_mask, labels=labels, packed_seq_params=packed)
+    return output, partial(_loss_func, loss_mask)
 
 
 def _global_loss(losses: list[dict]) -> tuple[float, float]:
@@ -276,13 +267,14 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     if m.sequence_parallel and not (on_gpu and _have_transformer_engine()):
         raise ValueError("model.sequence_parallel needs Transformer Engine on GPU: megatron's local layer spec "
                          "(torch RMSNorm, used on CPU) does not support it; drop --set model.sequence_parallel=true")
+    attention = plan_attention(m.attention, on_gpu=on_gpu, have_te=_have_transformer_engine())
     overrides = dict(m.overrides)
-    overrides.update(_attention_overrides(m.attention, on_gpu))
+    overrides.update(attention.config_overrides())
     if m.recompute:
         overrides.update(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
     tconfig = transformer_config(preset, tp=m.tp, pp=m.pp, bf16=bf16, sequence_parallel=m.sequence_parallel,
                                  calculate_per_token_loss=True, **overrides)
-    module = build_gpt_model(preset, tconfig)
+    module = build_gpt_model(preset, tconfig, local_spec=attention.spec == "local")
     if init_dir is not None:
         load_model_checkpoint(module, init_dir)
     ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
@@ -302,7 +294,6 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     tconfig.finalize_model_grads_func = finalize_model_grads
     tconfig.grad_scale_func = optimizer.scale_loss
     forward_backward = get_forward_backward_func()
-    use_packed = on_gpu and "attention_backend" in overrides and m.attention == "flash"
 
     # -- data -------------------------------------------------------------------------------------
     if provider is None:
@@ -350,7 +341,7 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         if not forward_only:
             step_pairs[0] = batches.attended_pairs
         return forward_backward(
-            forward_step_func=partial(_forward_step, use_packed), data_iterator=batches,
+            forward_step_func=partial(_forward_step, attention.boundaries), data_iterator=batches,
             model=[model], num_microbatches=num_microbatches, seq_length=t.seq_length,
             micro_batch_size=t.micro_batch_size, decoder_seq_length=t.seq_length, forward_only=forward_only)
 
