@@ -126,6 +126,18 @@ class K8sTrainJob:
             raise ManifestError(f"--rdzv-port must be a TCP port, got {self.rdzv_port}")
 
 
+#: Megatron-LM's GPU job environment (its example scripts export these); ``--env`` overrides any of them.
+GPU_ENVIRONMENT = {
+    "CUDA_DEVICE_MAX_CONNECTIONS": "1",  # TP/SP communication queued before the compute it overlaps
+    "TORCH_NCCL_AVOID_RECORD_STREAMS": "1",  # frees NCCL buffers without recordStream (lower peak memory)
+    "NCCL_DEBUG": "WARN",
+}
+
+
+def gpu_environment(job: K8sTrainJob) -> dict[str, str]:
+    return dict(GPU_ENVIRONMENT) if job.gpus_per_node > 0 else {}
+
+
 def _container(job: K8sTrainJob) -> dict[str, Any]:
     nproc = job.gpus_per_node if job.gpus_per_node > 0 else 1
     command = [
@@ -148,6 +160,7 @@ def _container(job: K8sTrainJob) -> dict[str, Any]:
         },
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    env += [{"name": k, "value": v} for k, v in sorted(gpu_environment(job).items()) if k not in job.env]
     env += [{"name": k, "value": str(v)} for k, v in sorted(job.env.items())]
 
     limits: dict[str, Any] = {}

@@ -79,7 +79,7 @@ def transformer_config(
         # Kernels that need CUDA (apex/TE/triton/nvfuser) are off on CPU; megatron picks them on GPU.
         use_cpu_initialization=on_cpu,
         # Needs apex's fused_weight_gradient_mlp_cuda even with TE (the output layer is megatron's
-        # own ColumnParallelLinear); a throughput option the training config may turn on.
+        # own ColumnParallelLinear); training turns it on where the kernel exists (``speed:``, specialize/train/speed.py).
         gradient_accumulation_fusion=False,
         bias_activation_fusion=not on_cpu,
         bias_dropout_fusion=not on_cpu,

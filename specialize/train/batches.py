@@ -8,7 +8,9 @@ what lets DP=2 reproduce DP=1, and resuming needs nothing but the step number.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -65,18 +67,47 @@ def attended_pairs(segment_ids: torch.Tensor) -> float:
 
 
 class StepBatches:
-    """Iterator over one step's micro-batches (megatron's schedules call ``next`` once per micro-batch)."""
+    """Iterator over one step's micro-batches (megatron's schedules call ``next`` once per micro-batch).
 
-    def __init__(self, dataset: SampleDataset, indices: list[list[int]], device: torch.device) -> None:
+    Collated on construction (in the prefetch thread when prefetching), in pinned memory when ``pin``,
+    so that each micro-batch's copy to the GPU is asynchronous.
+    """
+
+    def __init__(self, dataset: SampleDataset, indices: list[list[int]], device: torch.device, *, pin: bool = False) -> None:
         batches = [collate([dataset[i] for i in chunk]) for chunk in indices]
         self.attended_pairs = sum(attended_pairs(b.segment_ids) for b in batches)  # for MFU
-        self._batches = iter([b.to(device) for b in batches])
+        if pin:
+            batches = [MicroBatch(*(t.pin_memory() for t in (b.tokens, b.labels, b.loss_mask, b.position_ids, b.segment_ids)))
+                       for b in batches]
+        self._device = device
+        self._batches = iter(batches)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> MicroBatch:
-        return next(self._batches)
+        return next(self._batches).to(self._device)
+
+
+class Prefetcher:
+    """The next training step's ``StepBatches`` built in a background thread while this step computes."""
+
+    def __init__(self, build: Callable[[int], StepBatches], *, enabled: bool, last_step: int) -> None:
+        self._build, self._last_step = build, last_step
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="specialize-prefetch") if enabled else None
+        self._pending: dict[int, Future] = {}
+
+    def get(self, step: int) -> StepBatches:
+        future = self._pending.pop(step, None)
+        self._pending.clear()  # a different step than expected (never in the loop): drop the stale one
+        batches = future.result() if future is not None else self._build(step)
+        if self._pool is not None and step + 1 < self._last_step:
+            self._pending[step + 1] = self._pool.submit(self._build, step + 1)
+        return batches
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_dataset(dataset: SampleDataset, name: str, seq_length: int, vocab_size: int) -> None:

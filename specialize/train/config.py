@@ -15,6 +15,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from specialize.train.speed import SpeedConfig  # the speed: section, defined beside its rules
+
 
 @dataclass
 class ModelConfig:
@@ -98,6 +100,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

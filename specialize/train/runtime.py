@@ -12,6 +12,7 @@ count in ``finalize_model_grads``), so micro-batching and data parallelism do no
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -24,11 +25,12 @@ import torch
 import torch.distributed as dist
 
 from specialize.train.attention import plan_attention, thd_batch
-from specialize.train.batches import StepBatches, block_causal_mask, check_dataset, microbatch_indices
+from specialize.train.batches import Prefetcher, StepBatches, block_causal_mask, check_dataset, microbatch_indices
 from specialize.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
 from specialize.train.config import RunConfig, check_config, warmup_steps
 from specialize.train.data_api import DataRequest, DatasetProvider
 from specialize.train.metrics import RunLogger, peak_flops, step_flops
+from specialize.train.speed import fused_wgrad_available, plan_speed
 
 
 @dataclass
@@ -246,6 +248,10 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         torch.set_num_threads(t.threads)
     if preset is None:
         convert_before_process_group(m.source, output, m.tp, m.pp)
+    speed = plan_speed(config.speed, on_gpu=torch.cuda.is_available(), have_te=_have_transformer_engine(),
+                       have_fused_wgrad=fused_wgrad_available(), distributed_optimizer=o.distributed)
+    if speed.cuda_device_max_connections is not None:  # read when the CUDA context is made: before the process group
+        os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(speed.cuda_device_max_connections)
     initialize_parallel(tp=m.tp, pp=m.pp, seed=t.seed, timeout_minutes=t.distributed_timeout_minutes)
     megatron_fixes.apply()
     on_gpu = torch.cuda.is_available()
@@ -268,7 +274,8 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         raise ValueError("model.sequence_parallel needs Transformer Engine on GPU: megatron's local layer spec "
                          "(torch RMSNorm, used on CPU) does not support it; drop --set model.sequence_parallel=true")
     attention = plan_attention(m.attention, on_gpu=on_gpu, have_te=_have_transformer_engine())
-    overrides = dict(m.overrides)
+    overrides = speed.transformer_overrides()
+    overrides.update(m.overrides)  # a TransformerConfig field set in model.overrides wins
     overrides.update(attention.config_overrides())
     if m.recompute:
         overrides.update(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
@@ -277,14 +284,16 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     module = build_gpt_model(preset, tconfig, local_spec=attention.spec == "local")
     if init_dir is not None:
         load_model_checkpoint(module, init_dir)
-    ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+    ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=speed.overlap_grad_reduce,
+                                               overlap_param_gather=speed.overlap_param_gather,
                                                use_distributed_optimizer=o.distributed)
     model = DistributedDataParallel(tconfig, ddp_config, module)
     with cuda_type_names():
         optimizer = get_megatron_optimizer(
         OptimizerConfig(optimizer="adam", lr=o.lr, min_lr=o.lr * o.min_lr_ratio, weight_decay=o.weight_decay,
                         adam_beta1=o.beta1, adam_beta2=o.beta2, adam_eps=o.eps, clip_grad=o.clip_grad,
-                        bf16=bf16, params_dtype=tconfig.params_dtype, use_distributed_optimizer=o.distributed),
+                        bf16=bf16, params_dtype=tconfig.params_dtype, use_distributed_optimizer=o.distributed,
+                        overlap_param_gather=speed.overlap_param_gather),
         [model],
     )
     scheduler = OptimizerParamScheduler(
@@ -324,6 +333,8 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     if init_dir is None and resume_from is None:
         logger.message(f"{preset.name}: no checkpoint given, starting from random weights")
     logger.message(f"data: {splits.description}")
+    if on_gpu:
+        logger.message(speed.summary())
     if len(splits.train) < request.train_samples:
         logger.message(f"the train dataset has {len(splits.train)} samples for {request.train_samples} needed: "
                        f"reading it again from the start ({request.train_samples / len(splits.train):.1f} passes)")
@@ -336,18 +347,39 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
                                   dp_rank=dp_rank, dp_size=dp_size, num_microbatches=num_microbatches,
                                   dataset_len=len(dataset))
 
+    prefetcher = Prefetcher(lambda step: StepBatches(splits.train, indices(splits.train, step), device, pin=speed.prefetch and on_gpu),
+                            enabled=speed.prefetch, last_step=t.steps)
+
     def run_batches(dataset, step, forward_only):
-        batches = StepBatches(dataset, indices(dataset, step), device)
-        if not forward_only:
+        if forward_only:
+            batches = StepBatches(dataset, indices(dataset, step), device)
+        else:
+            batches = prefetcher.get(step)
             step_pairs[0] = batches.attended_pairs
         return forward_backward(
             forward_step_func=partial(_forward_step, attention.boundaries), data_iterator=batches,
             model=[model], num_microbatches=num_microbatches, seq_length=t.seq_length,
             micro_batch_size=t.micro_batch_size, decoder_seq_length=t.seq_length, forward_only=forward_only)
 
+    @contextlib.contextmanager
+    def parameters_gathered():
+        """With overlap_param_gather the updated parameters arrive in forward pre-hooks; evaluation and
+        checkpoints need them all now (Megatron-LM disables the hooks around both, the same way)."""
+        if speed.overlap_param_gather:
+            model.disable_forward_pre_hook()  # finishes the pending parameter all-gather
+        try:
+            yield
+        finally:
+            if speed.overlap_param_gather:
+                model.enable_forward_pre_hook()
+
     def validate(step) -> float | None:
         if splits.valid is None:
             return None
+        with parameters_gathered():
+            return _validate(step)
+
+    def _validate(step) -> float:
         model.eval()
         total = count = 0.0
         with torch.no_grad():
@@ -362,9 +394,10 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     def save(step):
         state = {"bad_in_row": bad_in_row, "skipped": skipped, "consumed_samples": step * t.global_batch_size,
                  "data": splits.description}
-        return save_checkpoint(output, step, model=model, optimizer=optimizer, scheduler=scheduler, preset=preset,
-                               tokenizer_source=tokenizer_source, state=state, config_yaml=config.to_yaml(),
-                               keep_last=config.checkpoint.keep_last)
+        with parameters_gathered():
+            return save_checkpoint(output, step, model=model, optimizer=optimizer, scheduler=scheduler, preset=preset,
+                                   tokenizer_source=tokenizer_source, state=state, config_yaml=config.to_yaml(),
+                                   keep_last=config.checkpoint.keep_last)
 
     # -- loop -------------------------------------------------------------------------------------
     stop = _StopFlag()
@@ -420,6 +453,7 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
                 logger.message(f"stopped by signal after step {step}; checkpoint {checkpoint}")
                 break
     finally:
+        prefetcher.close()
         stop.restore()
         logger.close()
     return RunResult(step, interrupted, last_loss, last_valid, checkpoint, skipped)

@@ -115,6 +115,15 @@ def test_pods_share_storage_shm_gpus_rdma_and_restart_as_a_group():
     assert container["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]
     assert {"name": "NCCL_IB_HCA", "value": "mlx5"} in container["env"]
     assert pod["nodeSelector"] == {"gpu": "h100"} and pod["serviceAccountName"] == "trainer"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CUDA_DEVICE_MAX_CONNECTIONS"] == "1" and env["TORCH_NCCL_AVOID_RECORD_STREAMS"] == "1"
+
+
+def test_gpu_environment_defaults_yield_to_env_and_stay_off_cpu_jobs():
+    overridden = _pod(render_jobset(_job(env={"NCCL_DEBUG": "INFO"})))["containers"][0]["env"]
+    assert [e["value"] for e in overridden if e["name"] == "NCCL_DEBUG"] == ["INFO"]  # once, the user's value
+    cpu_only = _pod(render_jobset(_job(gpus_per_node=0, rdma=False)))["containers"][0]["env"]
+    assert not [e for e in cpu_only if e["name"] in ("CUDA_DEVICE_MAX_CONNECTIONS", "NCCL_DEBUG")]
 
 
 @pytest.mark.parametrize("index, is_host", [("0", "1"), ("3", "0")])

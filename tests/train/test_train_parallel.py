@@ -64,3 +64,14 @@ def test_tp1_checkpoint_resumes_at_tp2(reference):
     records = _records(resumed)
     assert records[:3] == expected[:3]  # kept from the TP=1 part of the run
     _close(records[3:], expected[3:])
+
+
+def test_dp2_with_overlapped_grad_reduce_and_param_gather_matches_tp1(reference):
+    """Megatron-LM's GPU overlap settings through megatron's own DDP hooks (gloo here): the same losses,
+    with evaluation and a checkpoint in the middle (the forward pre-hooks are switched off around both)."""
+    root, corpus, start, expected = reference
+    overrides = tiny_overrides(root / "dp2-overlap", corpus, STEPS, **{
+        "model.source": start, "speed.overlap_grad_reduce": "true", "speed.overlap_param_gather": "true",
+        "speed.prefetch": "true", "checkpoint.save_every": 2, "log.eval_every": 2, "log.eval_iters": 1})
+    run_cli(overrides, nproc=2)
+    _close(_records(root / "dp2-overlap"), expected)
