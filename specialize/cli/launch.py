@@ -94,9 +94,9 @@ def torchrun(
     from specialize.launch.torchrun import (
         LaunchError,
         TorchrunSpec,
-        exec_torchrun,
         format_command,
         node_index_from_env,
+        run_torchrun,
         torchrun_argv,
     )
 
@@ -120,7 +120,7 @@ def torchrun(
             raise typer.BadParameter("no GPU is visible: pass --nproc-per-node N to run N CPU processes",
                                      param_hint="--nproc-per-node")
     typer.echo(f"launch: {format_command(argv)}", err=True)
-    exec_torchrun(argv)
+    raise typer.Exit(run_torchrun(argv))
 
 
 @app.command()

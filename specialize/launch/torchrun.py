@@ -12,7 +12,8 @@ client until the rendezvous times out. Given the node's index (``$JOB_COMPLETION
 Kubernetes, ``$SLURM_NODEID`` on Slurm), node 0 is told it is the host (``is_host=1``) explicitly.
 
 Workers run ``python -m specialize.launch.worker``, i.e. the CLI under the same interpreter as the
-launcher, so no ``specialize`` script needs to be on PATH.
+launcher, so no ``specialize`` script needs to be on PATH. The launcher stays the parent of torchrun
+and hands a preemption's SIGTERM to the workers directly (``run_torchrun``).
 """
 
 from __future__ import annotations
@@ -130,9 +131,50 @@ def format_command(argv: list[str]) -> str:
     return shlex.join(argv)
 
 
-def exec_torchrun(argv: list[str]) -> None:
-    """Replace this process with torchrun, so SIGTERM (preemption) reaches torchrun and its workers
-    directly and they can write their final checkpoint; never returns."""
+def worker_processes(launcher_pid: int) -> list[int]:
+    """PIDs of the workers torchrun started (its child processes), empty while it is still rendezvousing."""
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(launcher_pid).children(recursive=False)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def run_torchrun(argv: list[str]) -> int:
+    """Run torchrun as a child and return its exit code, passing a preemption to the workers themselves.
+
+    On SIGTERM, torchrun sends SIGTERM to its workers and SIGKILLs them 30 s later
+    (``--shutdown-timeout``, and only on recent torch), too soon for a large model's checkpoint; the
+    JobSet's grace period never comes into play. So this process (a pod's PID 1) keeps torchrun out of it:
+    SIGTERM/SIGINT go straight to the workers, which finish the step, save and exit 0; torchrun then
+    sees a finished worker group and exits, and so does this launcher, within the pod's grace period.
+    Before the workers exist (rendezvous), the signal goes to torchrun, which has nothing to save.
+    """
+    import signal
+    import subprocess
+
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(argv[0], argv)
+    process = subprocess.Popen(argv)
+
+    def forward(signum: int, frame) -> None:
+        workers = worker_processes(process.pid)
+        for pid in workers or [process.pid]:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        print(f"launch: {signal.Signals(signum).name} passed to {len(workers) or 'no'} worker(s)"
+              + ("" if workers else " (torchrun itself: none started yet)"), file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                return process.wait()
+            except InterruptedError:  # a signal arrived during wait: forward() ran; keep waiting
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,6 +1,10 @@
 """Preemption end to end on CPU: SIGTERM to the launcher (what kubelet sends to a pod's PID 1) makes
 `specialize train` under torchrun write a checkpoint, and the relaunched command resumes from it.
 
+torchrun's own shutdown timeout is set to 0 here (``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``): had the signal
+gone through torchrun, it would SIGKILL the workers at once (30 s by default, too soon for a large
+model's checkpoint); the launcher hands it to the workers, so the checkpoint does not depend on it.
+
 This is the path a JobSet restart takes; only the pods and the shared volume are missing here.
 """
 
@@ -25,6 +29,7 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     for name in ("JOB_COMPLETION_INDEX", "SLURM_NODEID", "RANK", "WORLD_SIZE"):
         env.pop(name, None)
+    env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = "0"
     return env
 
 
@@ -64,7 +69,7 @@ def test_sigterm_checkpoints_and_relaunch_resumes(tmp_path):
             assert first.poll() is None, first.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "training did not reach step 3 in time"
             time.sleep(1)
-        first.send_signal(signal.SIGTERM)  # the launcher exec'd torchrun: the signal reaches it directly
+        first.send_signal(signal.SIGTERM)  # the launcher passes it to the workers, not to torchrun
         log, _ = first.communicate(timeout=120)
     finally:
         if first.poll() is None:
@@ -72,6 +77,8 @@ def test_sigterm_checkpoints_and_relaunch_resumes(tmp_path):
     saved = sorted(int(m.group(1)) for p in (run / "checkpoints").iterdir()
                    if (m := re.fullmatch(r"step-(\d+)", p.name)))
     assert saved, f"no checkpoint written on SIGTERM:\n{log[-3000:]}"
+    assert first.returncode == 0, log[-3000:]  # workers saved and exited 0: torchrun and the launcher finish cleanly
+    assert "SIGTERM passed to 2 worker(s)" in log
     last = saved[-1]
     assert last >= 3
 
