@@ -4,8 +4,9 @@ The format people serve and evaluate with: safetensors shards + index, ``config.
 ``generation_config.json`` and the tokenizer files, loadable by ``transformers`` without remote
 code. Qwen 1.0 models export in this format too (same block: MHA is GQA with groups = heads).
 
-The checkpoint is loaded (resharded by dist_checkpointing) into a TP=1/PP=1 model in this
-process; each shard's tensors are then produced from it, written and dropped.
+No model is built: each HF tensor is produced from its megatron tensor read alone from the
+distributed checkpoint (``checkpoint_reader``), written and dropped, so memory is about one tensor
+plus the shard being written, on CPU, whatever the model size and wherever the export runs.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def hf_config(preset: ModelPreset, dtype: torch.dtype, *, bos_id: int, eos_id: i
     return config
 
 
-def export_groups(params: dict[str, torch.Tensor], preset: ModelPreset, dtype: torch.dtype) -> list[TensorGroup]:
-    """HF tensor groups in HF's order, each produced lazily from the megatron parameter."""
+def export_groups(tensors, preset: ModelPreset, dtype: torch.dtype) -> list[TensorGroup]:
+    """HF tensor groups in HF's order, each produced lazily from its megatron tensor (``tensors.get(name)``)."""
     groups = []
     for mapping in QWEN2.mappings:
         layers = range(preset.num_layers) if "*" in mapping.megatron else [None]
@@ -65,12 +66,12 @@ def export_groups(params: dict[str, torch.Tensor], preset: ModelPreset, dtype: t
             name = mapping.megatron.replace("*", str(layer)) if layer is not None else mapping.megatron
             if name == "output_layer.weight" and preset.tie_word_embeddings:
                 continue  # HF ties lm_head to embed_tokens: no tensor of its own
-            tensor = params[name]
             groups.append(TensorGroup(
                 names=mapping.hf_names(layer),
-                shapes=mapping.transform.hf_shapes(tuple(tensor.shape), preset),
+                shapes=mapping.transform.hf_shapes(tensors.shape(name), preset),
                 dtype=dtype,
-                produce=lambda t=tensor, transform=mapping.transform: transform.to_hf(t.detach(), preset),
+                produce=lambda name=name, transform=mapping.transform: [
+                    t.to(dtype) for t in transform.to_hf(tensors.get(name), preset)],
             ))
     return groups
 
@@ -88,18 +89,8 @@ def megatron_to_hf(
     ``chat_template`` (a Jinja ChatML template) goes into ``tokenizer_config.json`` and makes
     ``<|im_end|>`` the end-of-sequence token, for SFT models.
     """
-    import torch.distributed as dist
-
-    from specialize.model.build import build_gpt_model, transformer_config
-    from specialize.model.checkpoint import (
-        META_FILE,
-        canonical_key,
-        cast_dtype,
-        checkpoint_tokenizer,
-        load_model_checkpoint,
-        read_checkpoint_meta,
-    )
-    from specialize.model.parallel import destroy_parallel, initialize_parallel
+    from specialize.convert.checkpoint_reader import CheckpointTensors
+    from specialize.model.checkpoint import META_FILE, cast_dtype, checkpoint_tokenizer, read_checkpoint_meta
 
     source, destination = Path(src), Path(dst)
     if not (source / META_FILE).is_file() and (source / "model" / META_FILE).is_file():
@@ -108,19 +99,9 @@ def megatron_to_hf(
     preset = ModelPreset.from_dict(meta["preset"])
     dtype = cast_dtype(meta["saved_with"]["params_dtype"])
     tokenizer = checkpoint_tokenizer(source)
-    if dist.is_initialized() and dist.get_world_size() != 1:
-        raise RuntimeError("megatron_to_hf runs in one process (it reshards to TP=1/PP=1); call it outside torchrun")
-    initialize_parallel(1, 1)
-    try:
-        config = transformer_config(preset, params_dtype=dtype, perform_initialization=False)
-        model = build_gpt_model(preset, config)
-        load_model_checkpoint(model, source)
-        # Canonical names: a GPU model built with Transformer Engine names its norms differently.
-        params = {canonical_key(name): param.to("cpu") for name, param in model.named_parameters()}
-        destination.mkdir(parents=True, exist_ok=True)
-        write_sharded_safetensors(destination, export_groups(params, preset, dtype), max_shard_bytes)
-    finally:
-        destroy_parallel()
+    tensors = CheckpointTensors(source)
+    destination.mkdir(parents=True, exist_ok=True)
+    write_sharded_safetensors(destination, export_groups(tensors, preset, dtype), max_shard_bytes)
     eos_id = tokenizer.im_end_id if chat_template else tokenizer.eod_id
     config_json = hf_config(preset, dtype, bos_id=tokenizer.eod_id, eos_id=eos_id)
     (destination / "config.json").write_text(json.dumps(config_json, indent=2) + "\n", encoding="utf-8")

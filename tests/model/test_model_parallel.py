@@ -99,3 +99,30 @@ def test_tp2_and_pp2_logits_match_transformers(hf_untied, tmp_path):
         assert logits.shape[-1] in (8576, 8704), layout
         assert (logits[..., :vocab] - expected).abs().max().item() <= 1e-4, layout
         assert torch.all(logits[..., vocab:] == 0), layout
+    # The TP=2 checkpoint exports (one tensor at a time, no model, no process group) to the same weights.
+    from safetensors.torch import load_file
+
+    from specialize.convert import megatron_to_hf
+    from specialize.convert.checkpoint_reader import CheckpointTensors
+
+    loaded: list[tuple[str, int]] = []
+    real_get = CheckpointTensors.get
+
+    def recording_get(self, name):
+        tensor = real_get(self, name)
+        loaded.append((name, tensor.numel()))
+        return tensor
+
+    CheckpointTensors.get = recording_get
+    try:
+        megatron_to_hf(tmp_path / "tp2", tmp_path / "exported")
+    finally:
+        CheckpointTensors.get = real_get
+    assert not torch.distributed.is_initialized()
+    largest_parameter = max(p.numel() for p in hf_model.parameters())
+    assert loaded and max(numel for _, numel in loaded) <= 8704 * TINY["hidden_size"]  # never more than one (padded) tensor
+    assert largest_parameter <= 8704 * TINY["hidden_size"]
+    original = {k: v for f in hf_dir.glob("*.safetensors") for k, v in load_file(f).items()}
+    exported = {k: v for f in (tmp_path / "exported").glob("*.safetensors") for k, v in load_file(f).items()}
+    assert exported.keys() == original.keys()
+    assert all(torch.equal(exported[k], original[k]) for k in original)
