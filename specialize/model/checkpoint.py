@@ -74,6 +74,39 @@ def model_sharded_state_dict(model) -> dict[str, Any]:
     return canonical
 
 
+def _data_parallel_group():
+    """The group whose ranks hold replicas of the same shards (DP x CP), or None outside megatron's groups."""
+    from megatron.core import parallel_state
+
+    if not parallel_state.model_parallel_is_initialized():
+        return None
+    return parallel_state.get_data_parallel_group(with_context_parallel=True)
+
+
+def parallel_save_strategy():
+    """torch_dist, with the writes of replicated shards spread over the data-parallel ranks.
+
+    Without the wrapper, DP rank 0 writes every replicated tensor and the other DP ranks wait
+    (Megatron-LM's ``--ckpt-fully-parallel-save``, its default, does the same as this).
+    """
+    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
+
+    group = _data_parallel_group()
+    strategy = get_default_save_sharded_strategy()
+    return strategy if group is None else FullyParallelSaveStrategyWrapper(strategy, group)
+
+
+def parallel_load_strategy(directory: str | Path):
+    """Each DP rank reads a share of the replicated shards and they exchange them (``--ckpt-fully-parallel-load``)."""
+    from megatron.core.dist_checkpointing.serialization import get_default_load_sharded_strategy
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelLoadStrategyWrapper
+
+    group = _data_parallel_group()
+    strategy = get_default_load_sharded_strategy(str(directory))
+    return strategy if group is None else FullyParallelLoadStrategyWrapper(strategy, group)
+
+
 def save_model_checkpoint(
     model, directory: str | Path, preset: ModelPreset, tokenizer_source: str | None, *, extra: dict | None = None
 ) -> Path:
@@ -85,7 +118,7 @@ def save_model_checkpoint(
     if dist.get_rank() == 0:
         directory.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    dist_checkpointing.save(model_sharded_state_dict(model), str(directory))
+    dist_checkpointing.save(model_sharded_state_dict(model), str(directory), parallel_save_strategy())
     if dist.get_rank() == 0:
         tokenizer_source = _copy_tokenizer(tokenizer_source, directory)
         core = unwrap_model(model)
@@ -183,7 +216,7 @@ def load_model_checkpoint(model, directory: str | Path) -> dict:
 
     meta = read_checkpoint_meta(directory)
     sharded = model_sharded_state_dict(model)
-    loaded = dist_checkpointing.load(sharded, str(directory))
+    loaded = dist_checkpointing.load(sharded, str(directory), parallel_load_strategy(directory))
     missing, unexpected = unwrap_model(model).load_state_dict(loaded, strict=False)
     missing = [key for key in missing if not key.endswith("_extra_state")]
     if missing or unexpected:

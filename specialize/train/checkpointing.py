@@ -93,7 +93,7 @@ def save_checkpoint(output: str | Path, step: int, *, model, optimizer, schedule
     """Collective: every rank calls it. Returns the final checkpoint directory."""
     from megatron.core import dist_checkpointing
 
-    from specialize.model.checkpoint import model_sharded_state_dict, save_model_checkpoint
+    from specialize.model.checkpoint import model_sharded_state_dict, parallel_save_strategy, save_model_checkpoint
 
     root = checkpoint_root(output)
     final = root / step_name(step)
@@ -107,7 +107,7 @@ def save_checkpoint(output: str | Path, step: int, *, model, optimizer, schedule
     dist.barrier()
     save_model_checkpoint(model, partial / "model", preset, tokenizer_source, extra={"train_step": step})
     optimizer_state = optimizer.sharded_state_dict(model_sharded_state_dict(model), is_loading=False, metadata=OPTIMIZER_SHARDING)
-    dist_checkpointing.save(optimizer_state, str(partial / "optimizer"))
+    dist_checkpointing.save(optimizer_state, str(partial / "optimizer"), parallel_save_strategy())
     torch.save(_rng_state(), partial / "rng" / f"rank-{rank:05d}.pt")
     dist.barrier()
     if rank == 0:
@@ -174,13 +174,13 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler) -> dict:
     """Collective. Restores model, optimizer, scheduler and (same world size) RNG; returns state.json."""
     from megatron.core import dist_checkpointing
 
-    from specialize.model.checkpoint import load_model_checkpoint, model_sharded_state_dict
+    from specialize.model.checkpoint import load_model_checkpoint, model_sharded_state_dict, parallel_load_strategy
 
     state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     load_model_checkpoint(model, path / "model")
     _materialize_optimizer_state(optimizer)
     sharded = optimizer.sharded_state_dict(model_sharded_state_dict(model), is_loading=True, metadata=OPTIMIZER_SHARDING)
-    optimizer.load_state_dict(dist_checkpointing.load(sharded, str(path / "optimizer")))
+    optimizer.load_state_dict(dist_checkpointing.load(sharded, str(path / "optimizer"), parallel_load_strategy(path / "optimizer")))
     scheduler.load_state_dict(state["scheduler"])
     rng_file = path / "rng" / f"rank-{dist.get_rank():05d}.pt"
     if state.get("world_size") == dist.get_world_size() and rng_file.is_file():

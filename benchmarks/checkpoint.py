@@ -1,0 +1,137 @@
+"""Training checkpoint save and load: seconds, bytes written per rank and peak RSS per rank.
+
+    PYTHONPATH=. python benchmarks/checkpoint.py                   # qwen2.5-0.5b shape, 2 CPU ranks (DP=2), ~14 GB RAM
+    PYTHONPATH=. python benchmarks/checkpoint.py --size qwen-tiny  # seconds (smoke check)
+
+Each rank runs ``run_training`` for one step (random weights, random tokens) and saves, then a second
+run resumes from that checkpoint (load) and saves again. The save and load calls of the runtime are
+timed in every rank, with a thread sampling the rank's RSS during the call. Bytes written per rank are
+the sizes of the ``__<rank>_*.distcp`` files in the checkpoint's ``model/`` and ``optimizer/`` (torch_dist
+names each file by the rank that wrote it). With the fully parallel save strategy the replicated
+tensors are split over the DP ranks, so both ranks write about half; without it rank 0 writes them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class _Random:
+    def __init__(self, vocab: int) -> None:
+        self.vocab = vocab
+
+    def build(self, request):
+        from specialize.train.data_api import DataSplits
+
+        vocab = self.vocab
+
+        class Samples:
+            def __len__(self):
+                return request.train_samples
+
+            def __getitem__(self, i):
+                rng = np.random.default_rng(i)
+                window = rng.integers(0, vocab, request.seq_length + 1).astype(np.int64)
+                return {"tokens": window[:-1], "labels": window[1:], "loss_mask": np.ones(request.seq_length, np.float32),
+                        "position_ids": np.arange(request.seq_length, dtype=np.int64),
+                        "segment_ids": np.zeros(request.seq_length, np.int32)}
+
+        return DataSplits(Samples(), None, {"random": True})
+
+
+def _timed(function, record: dict, name: str):
+    import psutil
+
+    def wrapper(*args, **kwargs):
+        process, peak, done = psutil.Process(), [0], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], process.memory_info().rss)
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        before = process.memory_info().rss
+        sampler.start()
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            record[name] = {"seconds": time.perf_counter() - started, "rss_before_gb": before / 1e9}
+            done.set()
+            sampler.join()
+            record[name]["peak_rss_gb"] = max(peak[0], process.memory_info().rss) / 1e9
+
+    return wrapper
+
+
+def _rank(rank: int, world: int, port: int, size: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    import torch
+
+    torch.set_num_threads(1)
+    from specialize.model.presets import get_preset
+    from specialize.train import runtime
+    from specialize.train.config import RunConfig, apply_override
+
+    record: dict = {}
+    runtime.save_checkpoint = _timed(runtime.save_checkpoint, record, "save")
+    runtime.load_checkpoint = _timed(runtime.load_checkpoint, record, "load")
+    vocab = get_preset(size).vocab_size
+    for steps in (1, 2):
+        config = RunConfig()
+        for assignment in (f"output={out}/run", f"model.source={size}", f"train.steps={steps}", "train.seq_length=64",
+                           "train.micro_batch_size=1", f"train.global_batch_size={world}", "log.eval_every=0",
+                           "log.tensorboard=false", "log.progress=none", "optimizer.warmup_steps=0", "train.threads=1"):
+            apply_override(config, assignment)
+        runtime.run_training(config, _Random(vocab))
+        record[f"save_step{steps}"] = record.pop("save")
+    Path(out, f"rank-{rank}.json").write_text(json.dumps(record))
+
+
+def bytes_per_rank(checkpoint: Path) -> dict[int, int]:
+    written: dict[int, int] = {}
+    for path in checkpoint.rglob("*.distcp"):
+        match = re.match(r"__(\d+)_", path.name)
+        if match:
+            written[int(match[1])] = written.get(int(match[1]), 0) + path.stat().st_size
+    return written
+
+
+def main() -> None:
+    import torch.multiprocessing as mp
+
+    from specialize.model.parallel import free_port
+    from specialize.model.presets import get_preset
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="qwen2.5-0.5b")
+    parser.add_argument("--ranks", type=int, default=2)
+    args = parser.parse_args()
+    preset = get_preset(args.size)
+    with tempfile.TemporaryDirectory(prefix="ckpt-bench-") as out:
+        mp.spawn(_rank, args=(args.ranks, free_port(), args.size, out), nprocs=args.ranks)
+        records = {r: json.loads(Path(out, f"rank-{r}.json").read_text()) for r in range(args.ranks)}
+        written = bytes_per_rank(Path(out, "run", "checkpoints", "step-000002"))
+    print(f"{args.size}: {preset.num_parameters() / 1e9:.2f} B parameters, fp32, {args.ranks} CPU ranks (DP={args.ranks}, "
+          "distributed optimizer, fully parallel save/load)")
+    for rank, record in records.items():
+        save, load = record["save_step2"], record["load"]
+        print(f"rank {rank}: save {save['seconds']:.1f} s (peak RSS {save['peak_rss_gb']:.2f} GB, "
+              f"{save['peak_rss_gb'] - save['rss_before_gb']:+.2f} GB over the step's), wrote {written.get(rank, 0) / 1e9:.2f} GB; "
+              f"load {load['seconds']:.1f} s (peak RSS {load['peak_rss_gb']:.2f} GB)")
+    total = sum(written.values())
+    print(f"checkpoint: {total / 1e9:.2f} GB in all; largest share {max(written.values()) / max(total, 1):.0%} (even split: {1 / args.ranks:.0%})")
+
+
+if __name__ == "__main__":
+    main()
