@@ -14,6 +14,7 @@ tensors are split over the DP ranks, so both ranks write about half; without it 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -86,14 +87,16 @@ def _rank(rank: int, world: int, port: int, size: str, out: str) -> None:
     record: dict = {}
     runtime.save_checkpoint = _timed(runtime.save_checkpoint, record, "save")
     runtime.load_checkpoint = _timed(runtime.load_checkpoint, record, "load")
-    vocab = get_preset(size).vocab_size
+    # The shape of the preset from random weights (no download); token ids from the embedded vocabulary.
+    preset = dataclasses.replace(get_preset(size), hf_repo=None, tokenizer=None)
+    vocab = 8000
     for steps in (1, 2):
         config = RunConfig()
         for assignment in (f"output={out}/run", f"model.source={size}", f"train.steps={steps}", "train.seq_length=64",
                            "train.micro_batch_size=1", f"train.global_batch_size={world}", "log.eval_every=0",
                            "log.tensorboard=false", "log.progress=none", "optimizer.warmup_steps=0", "train.threads=1"):
             apply_override(config, assignment)
-        runtime.run_training(config, _Random(vocab))
+        runtime.run_training(config, _Random(vocab), preset=preset)
         record[f"save_step{steps}"] = record.pop("save")
     Path(out, f"rank-{rank}.json").write_text(json.dumps(record))
 
