@@ -1,7 +1,14 @@
 """Training checkpoint save and load: seconds, bytes written per rank and peak RSS per rank.
 
-    PYTHONPATH=. python benchmarks/checkpoint.py                   # qwen2.5-0.5b shape, 2 CPU ranks (DP=2), ~14 GB RAM
+    PYTHONPATH=. python benchmarks/checkpoint.py                   # qwen2.5-0.5b block, 12 of its 24 layers, 2 CPU ranks
+    PYTHONPATH=. python benchmarks/checkpoint.py --layers 24       # the whole 0.5B shape (does not fit 24 GB: see below)
     PYTHONPATH=. python benchmarks/checkpoint.py --size qwen-tiny  # seconds (smoke check)
+
+The vocabulary is the embedded 8,448-row one (random token ids), so the parameters are the blocks'.
+The full 0.5B shape at 2 fp32 ranks is killed for memory on a 24 GB machine: saving the distributed
+optimizer in the reshardable ``fully_reshardable`` form gathers each rank's model-space optimizer state
+(main weights and both Adam moments) in host memory on every rank, on top of the model, gradients and
+the optimizer itself.
 
 Each rank runs ``run_training`` for one step (random weights, random tokens) and saves, then a second
 run resumes from that checkpoint (load) and saves again. The save and load calls of the runtime are
@@ -75,12 +82,11 @@ def _timed(function, record: dict, name: str):
     return wrapper
 
 
-def _rank(rank: int, world: int, port: int, size: str, out: str) -> None:
+def _rank(rank: int, world: int, port: int, size: str, layers: int | None, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     import torch
 
     torch.set_num_threads(1)
-    from specialize.model.presets import get_preset
     from specialize.train import runtime
     from specialize.train.config import RunConfig, apply_override
 
@@ -88,7 +94,7 @@ def _rank(rank: int, world: int, port: int, size: str, out: str) -> None:
     runtime.save_checkpoint = _timed(runtime.save_checkpoint, record, "save")
     runtime.load_checkpoint = _timed(runtime.load_checkpoint, record, "load")
     # The shape of the preset from random weights (no download); token ids from the embedded vocabulary.
-    preset = dataclasses.replace(get_preset(size), hf_repo=None, tokenizer=None)
+    preset = _preset(size, layers)
     vocab = 8000
     for steps in (1, 2):
         config = RunConfig()
@@ -99,6 +105,14 @@ def _rank(rank: int, world: int, port: int, size: str, out: str) -> None:
         runtime.run_training(config, _Random(vocab), preset=preset)
         record[f"save_step{steps}"] = record.pop("save")
     Path(out, f"rank-{rank}.json").write_text(json.dumps(record))
+
+
+def _preset(size: str, layers: int | None):
+    from specialize.model.presets import get_preset
+
+    preset = get_preset(size)
+    return dataclasses.replace(preset, hf_repo=None, tokenizer=None, vocab_size=8400, tie_word_embeddings=False,
+                               num_layers=layers or preset.num_layers)
 
 
 def bytes_per_rank(checkpoint: Path) -> dict[int, int]:
@@ -114,18 +128,19 @@ def main() -> None:
     import torch.multiprocessing as mp
 
     from specialize.model.parallel import free_port
-    from specialize.model.presets import get_preset
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="qwen2.5-0.5b")
     parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers of the same block (default: 12 for the 0.5B shape)")
     args = parser.parse_args()
-    preset = get_preset(args.size)
+    if args.layers is None and args.size == "qwen2.5-0.5b":
+        args.layers = 12
+    preset = _preset(args.size, args.layers)
     with tempfile.TemporaryDirectory(prefix="ckpt-bench-") as out:
-        mp.spawn(_rank, args=(args.ranks, free_port(), args.size, out), nprocs=args.ranks)
+        mp.spawn(_rank, args=(args.ranks, free_port(), args.size, args.layers, out), nprocs=args.ranks)
         records = {r: json.loads(Path(out, f"rank-{r}.json").read_text()) for r in range(args.ranks)}
         written = bytes_per_rank(Path(out, "run", "checkpoints", "step-000002"))
-    print(f"{args.size}: {preset.num_parameters() / 1e9:.2f} B parameters, fp32, {args.ranks} CPU ranks (DP={args.ranks}, "
+    print(f"{args.size} block x {preset.num_layers} layers: {preset.num_parameters() / 1e9:.2f} B parameters, fp32, {args.ranks} CPU ranks (DP={args.ranks}, "
           "distributed optimizer, fully parallel save/load)")
     for rank, record in records.items():
         save, load = record["save_step2"], record["load"]
