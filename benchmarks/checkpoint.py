@@ -1,6 +1,6 @@
 """Training checkpoint save and load: seconds, bytes written per rank and peak RSS per rank.
 
-    PYTHONPATH=. python benchmarks/checkpoint.py                   # qwen2.5-0.5b block, 12 of its 24 layers, 2 CPU ranks
+    PYTHONPATH=. python benchmarks/checkpoint.py                   # qwen2.5-0.5b block, 4 of its 24 layers, 2 CPU ranks
     PYTHONPATH=. python benchmarks/checkpoint.py --layers 24       # the whole 0.5B shape (does not fit 24 GB: see below)
     PYTHONPATH=. python benchmarks/checkpoint.py --size qwen-tiny  # seconds (smoke check)
 
@@ -131,10 +131,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="qwen2.5-0.5b")
     parser.add_argument("--ranks", type=int, default=2)
-    parser.add_argument("--layers", type=int, default=None, help="fewer layers of the same block (default: 12 for the 0.5B shape)")
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers of the same block (default: 4 for the 0.5B shape)")
     args = parser.parse_args()
     if args.layers is None and args.size == "qwen2.5-0.5b":
-        args.layers = 12
+        args.layers = 4
     preset = _preset(args.size, args.layers)
     with tempfile.TemporaryDirectory(prefix="ckpt-bench-") as out:
         mp.spawn(_rank, args=(args.ranks, free_port(), args.size, args.layers, out), nprocs=args.ranks)
