@@ -15,7 +15,7 @@ def demo(
     eval_samples: int = typer.Option(48, "--eval-samples", help="Held-out samples per corpus for the before/after losses."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per training process (default: torch's)."),
 ) -> None:
-    """Run the whole mission on the embedded defaults (about 6 minutes on a 2-core CPU) and write a report."""
+    """Run the whole mission on the embedded defaults (about 5 minutes on a 2-core CPU) and write a report."""
     from specialize.demo.pipeline import DemoSettings, StageFailed, run_demo
 
     try:
