@@ -14,7 +14,6 @@ tensor it was not asked for live on another rank, and refuses a partial view wit
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -29,9 +28,8 @@ try:  # public from torch 2.10 on; the NGC images of 2025 have the underscored n
 except ImportError:  # pragma: no cover - older torch
     from torch.distributed.checkpoint.planner_helpers import _create_read_items_for_chunk_list as create_read_items_for_chunk_list
 
+from specialize.convert.tables import LAYER_PATTERN
 from specialize.model.checkpoint import canonical_key
-
-_LAYER = re.compile(r"^(decoder\.layers\.)(\d+)(\..+)$")
 
 
 class _SlicePlanner(DefaultLoadPlanner):
@@ -64,7 +62,7 @@ class CheckpointTensors:
                          for key, value in metadata.items() if isinstance(value, TensorStorageMetadata)}
 
     def _entry(self, name: str):
-        match = _LAYER.match(name)
+        match = LAYER_PATTERN.match(name)
         stacked, layer = (match[1] + match[3].lstrip("."), int(match[2])) if match else (name, None)
         entry = self._entries.get(stacked)
         if entry is None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from specialize.convert.transforms import ContiguousQKV, Direct, FusedQKV, GatedMLP, PaddedVocab, Transform
 
-_LAYER = re.compile(r"^(decoder\.layers\.)(\d+)(\..+)$")
+#: A per-layer megatron name, "decoder.layers.<i>.<rest>" -> (prefix, i, rest).
+LAYER_PATTERN = re.compile(r"^(decoder\.layers\.)(\d+)(\..+)$")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ConversionTable:
 
     def lookup(self, megatron_name: str) -> tuple[Mapping, int | None]:
         """The row for a (global) megatron parameter name, and its layer index."""
-        match = _LAYER.match(megatron_name)
+        match = LAYER_PATTERN.match(megatron_name)
         pattern, layer = (f"{match[1]}*{match[3]}", int(match[2])) if match else (megatron_name, None)
         for mapping in self.mappings:
             if mapping.megatron == pattern:
@@ -159,7 +160,7 @@ def global_layer_name(local_name: str, layer_numbers: list[int]) -> str:
 
     ``layer_numbers`` are megatron's 1-based global ``layer_number`` of this stage's layers.
     """
-    match = _LAYER.match(local_name)
+    match = LAYER_PATTERN.match(local_name)
     if not match:
         return local_name
     return f"{match[1]}{layer_numbers[int(match[2])] - 1}{match[3]}"

@@ -49,10 +49,6 @@ class TaskFormat:
             return humaneval_program(problem.statement, completion, problem.tests, problem.entry_point)
         return mbpp_program(completion, problem.test_list, problem.setup)
 
-    def reference_program(self, problem: Problem) -> str:
-        """The test program of the set's own solution (the oracle check of the harness)."""
-        return self.program(problem, problem.reference)
-
     def answer(self, completion: str) -> str | None:
         """The final answer of a math completion."""
         return extract_answer(completion, allow_last_number=self.name == "gsm8k")

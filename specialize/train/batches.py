@@ -54,16 +54,14 @@ def microbatch_indices(step: int, *, global_batch: int, micro_batch: int, dp_ran
 def attended_pairs(segment_ids: torch.Tensor) -> float:
     """Query-key pairs that causal attention computes in these rows: l^2/2 per document of l tokens.
 
-    A document is a run of equal segment ids (a row of zeros is one document: no boundaries). This is
-    what MFU counts, so packed short documents are not credited with a full sequence's attention.
+    Documents are those the attention sees (``attention.cu_seqlens``: runs of equal ids, each row starting
+    one; a row of zeros is one document). This is what MFU counts, so packed short documents are not
+    credited with a full sequence's attention.
     """
-    rows = segment_ids.detach().cpu().to(torch.int64)
-    change = torch.diff(rows, dim=1) != 0
-    total = 0.0
-    for row in change:
-        bounds = torch.cat([torch.tensor([0]), torch.nonzero(row).flatten() + 1, torch.tensor([rows.shape[1]])])
-        total += float((torch.diff(bounds).double() ** 2).sum()) / 2
-    return total
+    from specialize.train.attention import cu_seqlens
+
+    lengths = torch.diff(cu_seqlens(segment_ids.detach().cpu())).double()
+    return float((lengths**2).sum()) / 2
 
 
 class StepBatches:
