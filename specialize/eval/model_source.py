@@ -43,18 +43,11 @@ def _sft_run_dir(model_dir: Path) -> Path | None:
 
 def _export(model_dir: Path, destination: Path) -> bool:
     """Export a megatron checkpoint; True when it got the chat template (an SFT run's checkpoint)."""
-    import yaml
-
     from specialize.convert import megatron_to_hf
-    from specialize.sft.chatml import chat_template
-    from specialize.sft.provider import SftDataConfig
-    from specialize.sft.run import SFT_FILE
+    from specialize.sft.run import run_chat_template
 
     run = _sft_run_dir(model_dir)
-    template = None
-    if run is not None:
-        settings = yaml.safe_load((run / SFT_FILE).read_text(encoding="utf-8")) or {}
-        template = chat_template(settings.get("system_prompt", SftDataConfig().system_prompt))
+    template = run_chat_template(run) if run is not None else None
     megatron_to_hf(model_dir, destination, chat_template=template)
     return template is not None
 

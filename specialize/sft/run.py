@@ -196,11 +196,16 @@ def export_run(run_dir: str | Path, destination: str | Path | None = None) -> Pa
     latest = latest_checkpoint(run_dir)
     if latest is None:
         raise FileNotFoundError(f"{run_dir}: no checkpoint to export (no checkpoints/latest)")
+    return megatron_to_hf(latest / "model", Path(destination or run_dir / HF_DIR), chat_template=run_chat_template(run_dir))
+
+
+def run_chat_template(run_dir: Path) -> str:
+    """The ChatML template an SFT run's export carries: with the system prompt its ``sft.yaml`` recorded."""
     sft_file = run_dir / SFT_FILE
     system_prompt = SftDataConfig().system_prompt
     if sft_file.is_file():
         system_prompt = (yaml.safe_load(sft_file.read_text(encoding="utf-8")) or {}).get("system_prompt", system_prompt)
-    return megatron_to_hf(latest / "model", Path(destination or run_dir / HF_DIR), chat_template=chat_template(system_prompt))
+    return chat_template(system_prompt)
 
 
 def export_in_subprocess(run_dir: Path, destination: str | None = None) -> Path:
