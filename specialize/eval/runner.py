@@ -188,17 +188,19 @@ def results_table(document: dict) -> str:
     return _format(rows)
 
 
-def compare_table(documents: dict[str, dict]) -> str:
-    """Tasks down, runs across: pass@1 (code) or accuracy (math) in percent, with the mode."""
+def _comparison(documents: dict[str, dict], cell) -> list[list[str]]:
+    """Tasks down, runs across; ``cell(score in percent, task result)`` writes each entry."""
     tasks = list(dict.fromkeys(name for d in documents.values() for name in d["tasks"]))
-    rows = [["task", *documents]]
+    rows = []
     for name in tasks:
-        row = [name]
-        for document in documents.values():
-            t = document["tasks"].get(name)
-            row.append("-" if t is None else f"{100 * t['pass_at_k'].get('pass@1', t['accuracy']):.1f} ({t['mode']})")
-        rows.append(row)
-    return _format(rows)
+        results = [document["tasks"].get(name) for document in documents.values()]
+        rows.append([name, *("-" if t is None else cell(100 * t["pass_at_k"].get("pass@1", t["accuracy"]), t) for t in results)])
+    return rows
+
+
+def compare_table(documents: dict[str, dict]) -> str:
+    """pass@1 (code) or accuracy (math) in percent per run, with the mode."""
+    return _format([["task", *documents], *_comparison(documents, lambda score, t: f"{score:.1f} ({t['mode']})")])
 
 
 def _format(rows: list[list[str]]) -> str:
@@ -209,12 +211,6 @@ def _format(rows: list[list[str]]) -> str:
 
 def markdown_compare(documents: dict[str, dict]) -> str:
     """The comparison as a Markdown table (the demo report)."""
-    tasks = list(dict.fromkeys(name for d in documents.values() for name in d["tasks"]))
+    rows = _comparison(documents, lambda score, t: f"{score:.1f}% ({t['mode']}, {t['problems']} problems)")
     lines = ["| task | " + " | ".join(documents) + " |", "|---|" + "---:|" * len(documents)]
-    for name in tasks:
-        cells = []
-        for document in documents.values():
-            t = document["tasks"].get(name)
-            cells.append("-" if t is None else f"{100 * t['pass_at_k'].get('pass@1', t['accuracy']):.1f}% ({t['mode']}, {t['problems']} problems)")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])

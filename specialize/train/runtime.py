@@ -202,11 +202,10 @@ def _global_loss(losses: list[dict]) -> tuple[float, float]:
     return float(local[0]), float(local[1])
 
 
-def _data_parallel_sum(value: float) -> float:
+def _data_parallel_sum(value: float, device: torch.device) -> float:
     """``value`` summed over the data-parallel ranks (each holds different micro-batches)."""
     from megatron.core import parallel_state as ps
 
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     total = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(total, group=ps.get_data_parallel_group())
     return float(total[0])
@@ -434,7 +433,7 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
             last_loss = loss
             if step % config.log.every == 0 or step == t.steps:
                 throughput = tokens_per_step / elapsed
-                mfu = step_flops(preset, tokens_per_step, _data_parallel_sum(step_pairs[0])) / (elapsed * peak * world) if peak else None
+                mfu = step_flops(preset, tokens_per_step, _data_parallel_sum(step_pairs[0], device)) / (elapsed * peak * world) if peak else None
                 logger.record({
                     "kind": "train", "step": step, "loss": loss, "lr": scheduler.get_lr(optimizer.param_groups[0]),
                     "grad_norm": float(grad_norm) if grad_norm is not None else None,
