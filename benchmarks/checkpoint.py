@@ -30,31 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-class _Random:
-    def __init__(self, vocab: int) -> None:
-        self.vocab = vocab
-
-    def build(self, request):
-        from specialize.train.data_api import DataSplits
-
-        vocab = self.vocab
-
-        class Samples:
-            def __len__(self):
-                return request.train_samples
-
-            def __getitem__(self, i):
-                rng = np.random.default_rng(i)
-                window = rng.integers(0, vocab, request.seq_length + 1).astype(np.int64)
-                return {"tokens": window[:-1], "labels": window[1:], "loss_mask": np.ones(request.seq_length, np.float32),
-                        "position_ids": np.arange(request.seq_length, dtype=np.int64),
-                        "segment_ids": np.zeros(request.seq_length, np.int32)}
-
-        return DataSplits(Samples(), None, {"random": True})
-
 
 def _timed(function, record: dict, name: str):
     import psutil
@@ -85,6 +60,7 @@ def _timed(function, record: dict, name: str):
 def _rank(rank: int, world: int, port: int, size: str, layers: int | None, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     import torch
+    from gpu_check import RandomProvider  # this folder is on sys.path when the script runs (and in spawned ranks)
 
     torch.set_num_threads(1)
     from specialize.train import runtime
@@ -102,7 +78,7 @@ def _rank(rank: int, world: int, port: int, size: str, layers: int | None, out: 
                            "train.micro_batch_size=1", f"train.global_batch_size={world}", "log.eval_every=0",
                            "log.tensorboard=false", "log.progress=none", "optimizer.warmup_steps=0", "train.threads=1"):
             apply_override(config, assignment)
-        runtime.run_training(config, _Random(vocab), preset=preset)
+        runtime.run_training(config, RandomProvider(vocab), preset=preset)
         record[f"save_step{steps}"] = record.pop("save")
     Path(out, f"rank-{rank}.json").write_text(json.dumps(record))
 
