@@ -10,13 +10,13 @@ files are still checked: they cost a listing, not a read).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from specialize.corpus import outputs
 from specialize.corpus.manifest import MANIFEST_NAME, ShardProblem, verify_shards
+from specialize.corpus.shards import sha256_of
 
 VERIFIED_FILE = "verified-shards.json"
 
@@ -33,7 +33,7 @@ def corpus_stamp(directory: str) -> dict | None:
         except FileNotFoundError:
             return {"manifest_sha256": "", "shards": {}}  # a missing shard never matches
         shards[shard["path"]] = [info.st_size, info.st_mtime_ns]
-    return {"manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(), "shards": shards}
+    return {"manifest_sha256": sha256_of(manifest_bytes), "shards": shards}
 
 
 def _remembered(cache_dir: Path | None) -> dict:
