@@ -85,9 +85,6 @@ def evaluate(
                              max_new_tokens=max_new_tokens, limit=limit, seed=seed, backend=backend, endpoint=endpoint,
                              endpoint_model=endpoint_model, dtype=dtype, batch_size=batch_size, timeout_s=timeout,
                              memory_gb=memory_gb, workers=workers)
-        from specialize.eval.generation import Sampling
-
-        Sampling(n=samples_per_task, temperature=temperature)  # validates n against the temperature before any loading
         document = run_eval(source or endpoint, split_task_list(task), settings, output, say=typer.echo)
     except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError, BenchmarkUnavailable) as err:
         _fail(err)

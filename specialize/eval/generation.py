@@ -39,11 +39,16 @@ class Sampling:
     seed: int = 1234
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError("--samples-per-task must be at least 1")
-        if self.n > 1 and self.temperature <= 0:
-            raise ValueError(f"{self.n} samples per task with greedy decoding are {self.n} copies of one answer: "
-                             "pass --temperature > 0 (e.g. 0.8, as Chen et al. use for pass@10/100)")
+        check_sampling(self.n, self.temperature)
+
+
+def check_sampling(n: int, temperature: float) -> None:
+    """n samples per prompt need sampling: n greedy answers are one answer n times."""
+    if n < 1:
+        raise ValueError("--samples-per-task must be at least 1")
+    if n > 1 and temperature <= 0:
+        raise ValueError(f"{n} samples per task with greedy decoding are {n} copies of one answer: "
+                         "pass --temperature > 0 (e.g. 0.8, as Chen et al. use for pass@10/100)")
 
 
 @dataclass(frozen=True)

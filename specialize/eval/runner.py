@@ -39,6 +39,11 @@ class EvalSettings:
     memory_gb: float = 4.0
     workers: int | None = None
 
+    def __post_init__(self) -> None:
+        from specialize.eval.generation import check_sampling
+
+        check_sampling(self.samples_per_task, self.temperature)  # before any task or model is loaded
+
 
 Say = Callable[[str], None]
 
