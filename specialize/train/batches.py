@@ -93,14 +93,13 @@ class Prefetcher:
     def __init__(self, build: Callable[[int], StepBatches], *, enabled: bool, last_step: int) -> None:
         self._build, self._last_step = build, last_step
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="specialize-prefetch") if enabled else None
-        self._pending: dict[int, Future] = {}
+        self._next: tuple[int, Future] | None = None  # the step being built in the background, and its future
 
     def get(self, step: int) -> StepBatches:
-        future = self._pending.pop(step, None)
-        self._pending.clear()  # a different step than expected (never in the loop): drop the stale one
-        batches = future.result() if future is not None else self._build(step)
+        ready, self._next = self._next, None
+        batches = ready[1].result() if ready is not None and ready[0] == step else self._build(step)
         if self._pool is not None and step + 1 < self._last_step:
-            self._pending[step + 1] = self._pool.submit(self._build, step + 1)
+            self._next = (step + 1, self._pool.submit(self._build, step + 1))
         return batches
 
     def close(self) -> None:
