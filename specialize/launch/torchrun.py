@@ -170,11 +170,7 @@ def run_torchrun(argv: list[str]) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while True:
-            try:
-                return process.wait()
-            except InterruptedError:  # a signal arrived during wait: forward() ran; keep waiting
-                continue
+        return process.wait()  # a signal runs forward() and the wait resumes (PEP 475)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
