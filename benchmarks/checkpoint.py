@@ -1,14 +1,14 @@
 """Training checkpoint save and load: seconds, bytes written per rank and peak RSS per rank.
 
     PYTHONPATH=. python benchmarks/checkpoint.py                   # qwen2.5-0.5b block, 4 of its 24 layers, 2 CPU ranks
-    PYTHONPATH=. python benchmarks/checkpoint.py --layers 24       # the whole 0.5B shape (does not fit 24 GB: see below)
+    PYTHONPATH=. python benchmarks/checkpoint.py --layers 24       # the whole 0.5B shape
     PYTHONPATH=. python benchmarks/checkpoint.py --size qwen-tiny  # seconds (smoke check)
+    PYTHONPATH=. python benchmarks/checkpoint.py --formats dp_reshardable
 
-The vocabulary is the embedded 8,448-row one (random token ids), so the parameters are the blocks'.
-The full 0.5B shape at 2 fp32 ranks is killed for memory on a 24 GB machine: saving the distributed
-optimizer in the reshardable ``fully_reshardable`` form gathers each rank's model-space optimizer state
-(main weights and both Adam moments) in host memory on every rank, on top of the model, gradients and
-the optimizer itself.
+The vocabulary is an 8,400-row one (random token ids), so the parameters are the blocks'. Each
+``checkpoint.optimizer_format`` is measured in turn: ``dp_reshardable`` (the default: every rank writes
+its own optimizer shard, nothing is gathered) and ``fully_reshardable`` (reloads at any TP/PP; DP rank 0
+gathers its slice's optimizer state through gloo before writing, so its save holds that in host memory).
 
 Each rank runs ``run_training`` for one step (random weights, random tokens) and saves, then a second
 run resumes from that checkpoint (load) and saves again. The save and load calls of the runtime are
@@ -57,7 +57,7 @@ def _timed(function, record: dict, name: str):
     return wrapper
 
 
-def _rank(rank: int, world: int, port: int, size: str, layers: int | None, out: str) -> None:
+def _rank(rank: int, world: int, port: int, size: str, layers: int | None, out: str, optimizer_format: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     import torch
     from gpu_check import RandomProvider  # this folder is on sys.path when the script runs (and in spawned ranks)
@@ -76,7 +76,8 @@ def _rank(rank: int, world: int, port: int, size: str, layers: int | None, out: 
         config = RunConfig()
         for assignment in (f"output={out}/run", f"model.source={size}", f"train.steps={steps}", "train.seq_length=64",
                            "train.micro_batch_size=1", f"train.global_batch_size={world}", "log.eval_every=0",
-                           "log.tensorboard=false", "log.progress=none", "optimizer.warmup_steps=0", "train.threads=1"):
+                           "log.tensorboard=false", "log.progress=none", "optimizer.warmup_steps=0", "train.threads=1",
+                           f"checkpoint.optimizer_format={optimizer_format}"):
             apply_override(config, assignment)
         runtime.run_training(config, RandomProvider(vocab), preset=preset)
         record[f"save_step{steps}"] = record.pop("save")
@@ -100,31 +101,39 @@ def bytes_per_rank(checkpoint: Path) -> dict[int, int]:
     return written
 
 
-def main() -> None:
+def measure(args, optimizer_format: str) -> tuple[dict, dict]:
     import torch.multiprocessing as mp
 
     from specialize.model.parallel import free_port
+    with tempfile.TemporaryDirectory(prefix="ckpt-bench-") as out:
+        mp.spawn(_rank, args=(args.ranks, free_port(), args.size, args.layers, out, optimizer_format), nprocs=args.ranks)
+        records = {r: json.loads(Path(out, f"rank-{r}.json").read_text()) for r in range(args.ranks)}
+        written = bytes_per_rank(Path(out, "run", "checkpoints", "step-000002"))
+    return records, written
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="qwen2.5-0.5b")
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--layers", type=int, default=None, help="fewer layers of the same block (default: 4 for the 0.5B shape)")
+    parser.add_argument("--formats", default="dp_reshardable,fully_reshardable", help="checkpoint.optimizer_format values, comma-separated")
     args = parser.parse_args()
     if args.layers is None and args.size == "qwen2.5-0.5b":
         args.layers = 4
     preset = _preset(args.size, args.layers)
-    with tempfile.TemporaryDirectory(prefix="ckpt-bench-") as out:
-        mp.spawn(_rank, args=(args.ranks, free_port(), args.size, args.layers, out), nprocs=args.ranks)
-        records = {r: json.loads(Path(out, f"rank-{r}.json").read_text()) for r in range(args.ranks)}
-        written = bytes_per_rank(Path(out, "run", "checkpoints", "step-000002"))
     print(f"{args.size} block x {preset.num_layers} layers: {preset.num_parameters() / 1e9:.2f} B parameters, fp32, {args.ranks} CPU ranks (DP={args.ranks}, "
           "distributed optimizer, fully parallel save/load)")
-    for rank, record in records.items():
-        save, load = record["save_step2"], record["load"]
-        print(f"rank {rank}: save {save['seconds']:.1f} s (peak RSS {save['peak_rss_gb']:.2f} GB, "
-              f"{save['peak_rss_gb'] - save['rss_before_gb']:+.2f} GB over the step's), wrote {written.get(rank, 0) / 1e9:.2f} GB; "
-              f"load {load['seconds']:.1f} s (peak RSS {load['peak_rss_gb']:.2f} GB)")
-    total = sum(written.values())
-    print(f"checkpoint: {total / 1e9:.2f} GB in all; largest share {max(written.values()) / max(total, 1):.0%} (even split: {1 / args.ranks:.0%})")
+    for optimizer_format in args.formats.split(","):
+        records, written = measure(args, optimizer_format)
+        print(f"optimizer_format={optimizer_format}")
+        for rank, record in records.items():
+            save, load = record["save_step2"], record["load"]
+            print(f"  rank {rank}: save {save['seconds']:.1f} s (peak RSS {save['peak_rss_gb']:.2f} GB, "
+                  f"{save['peak_rss_gb'] - save['rss_before_gb']:+.2f} GB over the step's), wrote {written.get(rank, 0) / 1e9:.2f} GB; "
+                  f"load {load['seconds']:.1f} s (peak RSS {load['peak_rss_gb']:.2f} GB)")
+        total = sum(written.values())
+        print(f"  checkpoint: {total / 1e9:.2f} GB in all; largest share {max(written.values()) / max(total, 1):.0%} (even split: {1 / args.ranks:.0%})")
 
 
 if __name__ == "__main__":

@@ -111,14 +111,33 @@ def save_model_checkpoint(
     model, directory: str | Path, preset: ModelPreset, tokenizer_source: str | None, *, extra: dict | None = None
 ) -> Path:
     """Save this rank's part of ``model`` (collective: every rank calls it) and write ``specialize.json``."""
+    request = _save_model(model, Path(directory), preset, tokenizer_source, extra, async_save=False)
+    assert request is None
+    return Path(directory)
+
+
+def schedule_model_checkpoint(
+    model, directory: str | Path, preset: ModelPreset, tokenizer_source: str | None, *, extra: dict | None = None,
+    save_arguments: dict | None = None,
+):
+    """Like ``save_model_checkpoint``, but the tensors are written by megatron's asynchronous writer:
+    returns its ``AsyncRequest`` (collective; ``specialize.json`` is written now, the tensor files
+    when the request has run and been finalized). ``save_arguments``: the writer's extra
+    ``dist_checkpointing.save`` arguments (``specialize.train.checkpointing.async_writer``)."""
+    return _save_model(model, Path(directory), preset, tokenizer_source, extra, async_save=True,
+                       save_arguments=save_arguments or {})
+
+
+def _save_model(model, directory: Path, preset: ModelPreset, tokenizer_source: str | None, extra: dict | None,
+                *, async_save: bool, save_arguments: dict | None = None):
     import torch.distributed as dist
     from megatron.core import dist_checkpointing, parallel_state
 
-    directory = Path(directory)
     if dist.get_rank() == 0:
         directory.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    dist_checkpointing.save(model_sharded_state_dict(model), str(directory), parallel_save_strategy())
+    request = dist_checkpointing.save(model_sharded_state_dict(model), str(directory), parallel_save_strategy(),
+                                      async_sharded_save=async_save, **(save_arguments or {}))
     if dist.get_rank() == 0:
         tokenizer_source = _copy_tokenizer(tokenizer_source, directory)
         core = unwrap_model(model)
@@ -139,7 +158,7 @@ def save_model_checkpoint(
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     dist.barrier()
-    return directory
+    return request
 
 
 def _copy_tokenizer(source: str | None, directory: Path) -> str | None:

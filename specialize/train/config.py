@@ -79,6 +79,12 @@ class CheckpointConfig:
     save_every: int = 100  # steps; a checkpoint is also written at the end and on SIGTERM/SIGINT
     keep_last: int = 3
     resume: bool = True  # continue from the latest checkpoint in the output directory when there is one
+    # distributed optimizer state on disk: dp_reshardable (Megatron-LM's default: every rank writes its own
+    # shard, no gather; reloads at another DP size, same TP/PP) | fully_reshardable (reloads at any layout;
+    # DP rank 0 gathers its TP/PP slice's optimizer state in host memory while saving)
+    optimizer_format: str = "dp_reshardable"
+    async_save: bool | None = None  # write in the background while training goes on; null: on GPU yes, on CPU no
+    load_optimizer: bool = True  # false: resume weights, schedule and data position with fresh Adam moments
 
 
 @dataclass
@@ -232,6 +238,9 @@ def check_config(config: RunConfig, world_size: int) -> int:
         raise ConfigError(f"train.precision {t.precision!r}: expected auto, fp32 or bf16")
     if m.attention not in ("auto", "local", "flash"):
         raise ConfigError(f"model.attention {m.attention!r}: expected auto, local or flash")
+    if config.checkpoint.optimizer_format not in ("dp_reshardable", "fully_reshardable"):
+        raise ConfigError(f"checkpoint.optimizer_format {config.checkpoint.optimizer_format!r}: expected "
+                          "dp_reshardable or fully_reshardable")
     if t.steps < 1 or t.seq_length < 2:
         raise ConfigError("train.steps must be >= 1 and train.seq_length >= 2")
     if warmup_steps(config) >= t.steps:

@@ -9,8 +9,12 @@ every CPU run, and GPU runs without the ``gpu`` extra). Both only matter when lo
 2. With the plain torch AdamW (no Apex / Transformer Engine: every CPU run, and GPU runs without the
 ``gpu`` extra), ``DistributedOptimizer.load_state_dict`` puts the torch ``step`` into each parameter's
 state, and the "fully_reshardable" checkpoint loader then copies *every* state key from the checkpoint
-tensors, which never hold ``step`` (it is saved per param group): ``KeyError: 'step'``. We copy the keys
-the checkpoint provides and leave ``step`` to the param-group path that restores it.
+tensors, which never hold ``step`` (it is saved per param group): ``KeyError: 'step'``. The
+"dp_reshardable" loader is worse: its per-parameter ``step`` is a non-persistent placeholder (the
+loading optimizer's own value), so megatron's copy silently rewinds every parameter's Adam step to it
+and the bias correction of a resumed run is wrong. We copy every state key but ``step`` (and ignore the
+bookkeeping such as ``padding`` that the records also carry), leaving ``step`` to the param-group path
+that restores it.
 """
 
 from __future__ import annotations
@@ -29,14 +33,19 @@ def apply() -> None:
     cls = distrib_optimizer.DistributedOptimizer
     original = cls._set_main_param_and_optimizer_states
 
+    @torch.no_grad()  # the fp32 main parameters are views of leaf parameters that require grad
     def set_states(self, model_param, tensors):
         if self.config.use_precision_aware_optimizer_no_fp8_or_ds_fp8:
             return original(self, model_param, tensors)
         group_index, group_order = self.model_param_group_index_map[model_param]
         main_param = self.optimizer.param_groups[group_index]["params"][group_order]
         destination = {"param": main_param, **self.optimizer.state[main_param]}
-        for key, value in tensors.items():
-            destination[key].copy_(value)
+        for key, target in destination.items():
+            if key == "step":
+                continue  # restored from the param groups; the per-parameter records never hold it
+            if key not in tensors:
+                raise KeyError(f"optimizer checkpoint has no {key!r} for a parameter (it has {sorted(tensors)})")
+            target.copy_(tensors[key])
 
     cls._set_main_param_and_optimizer_states = set_states
 

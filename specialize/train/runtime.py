@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from specialize.train.attention import plan_attention, thd_batch
 from specialize.train.batches import Prefetcher, StepBatches, block_causal_mask, check_dataset, microbatch_indices
-from specialize.train.checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from specialize.train.checkpointing import AsyncSaves, latest_checkpoint, load_checkpoint, save_checkpoint
 from specialize.train.config import RunConfig, check_config, warmup_steps
 from specialize.train.data_api import DataRequest, DatasetProvider
 from specialize.train.metrics import RunLogger, peak_flops, step_flops
@@ -323,7 +323,8 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     start_step, bad_in_row, skipped = 0, 0, 0
     resume_from = latest_checkpoint(output) if config.checkpoint.resume else None
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+        state = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
+                                load_optimizer=config.checkpoint.load_optimizer)
         start_step, bad_in_row, skipped = state["step"], state["bad_in_row"], state["skipped"]
     logger = RunLogger(output, enabled=rank == 0, tensorboard=config.log.tensorboard, progress=config.log.progress,
                        total_steps=t.steps, start_step=start_step)
@@ -390,13 +391,19 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         logger.record({"kind": "valid", "step": step, "loss": value})
         return value
 
-    def save(step):
+    # A plain (non-distributed) optimizer saves model-space tensors whatever the format asks: they reload anywhere.
+    optimizer_format = config.checkpoint.optimizer_format if o.distributed else "fully_reshardable"
+    async_save = config.checkpoint.async_save if config.checkpoint.async_save is not None else on_gpu
+    saves = AsyncSaves(async_save)
+
+    def save(step, *, background: bool):
         state = {"bad_in_row": bad_in_row, "skipped": skipped, "consumed_samples": step * t.global_batch_size,
                  "data": splits.description}
         with parameters_gathered():
             return save_checkpoint(output, step, model=model, optimizer=optimizer, scheduler=scheduler, preset=preset,
                                    tokenizer_source=tokenizer_source, state=state, config_yaml=config.to_yaml(),
-                                   keep_last=config.checkpoint.keep_last)
+                                   keep_last=config.checkpoint.keep_last, optimizer_format=optimizer_format,
+                                   saves=saves if background else None)
 
     # -- loop -------------------------------------------------------------------------------------
     stop = _StopFlag()
@@ -445,12 +452,19 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
                 last_valid = validate(step)
             flag = torch.tensor([1.0 if stop.raised else 0.0], device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            if flag.item() or step % config.checkpoint.save_every == 0 or step == t.steps:
-                checkpoint = save(step)
+            saves.poll()
+            if flag.item() or step == t.steps:  # the last save of the run: published before returning
+                saves.wait()
+                checkpoint = save(step, background=False)
+            elif step % config.checkpoint.save_every == 0:
+                checkpoint = save(step, background=True)
             if flag.item():
                 interrupted = True
                 logger.message(f"stopped by signal after step {step}; checkpoint {checkpoint}")
                 break
+    except BaseException:
+        saves.abort()  # an unpublished background save stays a .partial; latest keeps the previous checkpoint
+        raise
     finally:
         prefetcher.close()
         stop.restore()

@@ -59,3 +59,28 @@ def test_warmup_and_data_spec():
     assert warmup_steps(config) == 3
     assert parse_data_spec("dir/code:0.7") == ("dir/code", 0.7)
     assert parse_data_spec("dir/code") == ("dir/code", 1.0)
+
+
+def test_optimizer_format_is_checked_before_the_run():
+    assert load_config(None, []).checkpoint.optimizer_format == "dp_reshardable"  # Megatron-LM's default
+    check_config(load_config(None, ["checkpoint.optimizer_format=fully_reshardable"]), world_size=1)
+    with pytest.raises(ConfigError, match="optimizer_format 'model_space'.*dp_reshardable or fully_reshardable"):
+        check_config(load_config(None, ["checkpoint.optimizer_format=model_space"]), world_size=1)
+
+
+def test_async_writer_is_the_one_this_megatron_core_offers():
+    """0.16: megatron's own writer; 0.19: NVRx's when importable, else megatron's ("mcore")."""
+    import importlib.util
+
+    from megatron.core import package_info
+
+    from specialize.train.checkpointing import async_writer
+
+    queue_class, arguments = async_writer()
+    major, minor = (int(part) for part in package_info.__version__.split(".")[:2])
+    if (major, minor) < (0, 19):
+        assert arguments == {} and queue_class.__module__.startswith("megatron.core.dist_checkpointing")
+    elif importlib.util.find_spec("nvidia_resiliency_ext") is None:
+        assert arguments == {"async_strategy": "mcore"} and queue_class.__module__.startswith("megatron.core")
+    else:
+        assert arguments["async_strategy"] in ("nvrx", "mcore")

@@ -1,5 +1,6 @@
 """2-process gloo runs: TP=2, PP=2 and DP=2 (distributed optimizer) give the losses of TP=1 on the same
-data, and a TP=1 checkpoint resumes at TP=2.
+data; a TP=1 checkpoint saved "fully_reshardable" resumes at TP=2, a "dp_reshardable" one (the default)
+resumes at another DP size, and at another TP only with a clear error or without its optimizer state.
 
 Tolerance: relative 2e-4 on loss and 2e-3 on grad norm over 5 steps. The layouts sum the same numbers
 in another order (row-parallel matmuls summed over TP ranks, DP gradients reduce-scattered), which
@@ -33,7 +34,8 @@ def reference(tmp_path_factory):
     # starts from one saved model: a short TP=1 run's checkpoint, loaded at each layout.
     run_cli(tiny_overrides(root / "init", corpus, 3))
     start = root / "init" / "checkpoints" / "step-000003" / "model"
-    run_cli(tiny_overrides(root / "tp1", corpus, STEPS, **{"model.source": start}))
+    run_cli(tiny_overrides(root / "tp1", corpus, STEPS, **{"model.source": start,
+                                                          "checkpoint.optimizer_format": "fully_reshardable"}))
     return root, corpus, start, _records(root / "tp1")
 
 
@@ -57,13 +59,50 @@ def test_tp1_checkpoint_resumes_at_tp2(reference):
     root, corpus, start, expected = reference
     resumed = root / "resume-tp2"
     shutil.copytree(root / "tp1", resumed)
-    checkpoints = resumed / "checkpoints"
-    shutil.rmtree(checkpoints / "step-000005")
-    (checkpoints / "latest").write_text("step-000003\n")
+    _rewind(resumed, 3)
     run_cli(tiny_overrides(resumed, corpus, STEPS, **{"model.tp": 2, "model.source": start}), nproc=2)
     records = _records(resumed)
     assert records[:3] == expected[:3]  # kept from the TP=1 part of the run
     _close(records[3:], expected[3:])
+
+
+def _rewind(run: Path, step: int) -> None:
+    """Make ``step`` the run's latest checkpoint, as if the run had stopped right after saving it."""
+    checkpoints = run / "checkpoints"
+    for later in checkpoints.glob("step-*"):
+        if int(later.name.split("-")[1]) > step:
+            shutil.rmtree(later)
+    (checkpoints / "latest").write_text(f"step-{step:06d}\n")
+
+
+def test_dp_reshardable_checkpoint_resumes_at_another_dp_size(reference):
+    """The default format: saved by 2 DP ranks (each its own shard, no gather), resumed by one."""
+    root, corpus, start, expected = reference
+    run = root / "dp2-then-dp1"
+    run_cli(tiny_overrides(run, corpus, STEPS, **{"model.source": start}), nproc=2)
+    assert json.loads((run / "checkpoints" / "step-000003" / "state.json").read_text())["optimizer_format"] == "dp_reshardable"
+    _rewind(run, 3)
+    run_cli(tiny_overrides(run, corpus, STEPS, **{"model.source": start}))
+    _close(_records(run), expected)
+
+
+def test_dp_reshardable_checkpoint_at_another_tp_is_refused_or_resumed_without_optimizer(reference):
+    root, corpus, start, expected = reference
+    run = root / "dp-reshardable-tp2"
+    shutil.copytree(root / "tp1", run)
+    _rewind(run, 3)
+    state_file = run / "checkpoints" / "step-000003" / "state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "optimizer_format": "dp_reshardable"}))  # as a default-format save
+    overrides = tiny_overrides(run, corpus, STEPS, **{"model.tp": 2, "model.source": start})
+    with pytest.raises(AssertionError, match=r"saved as dp_reshardable at TP=1 PP=1.*checkpoint.load_optimizer=false"):
+        run_cli(overrides, nproc=2)
+    run_cli(overrides + ["checkpoint.load_optimizer=false"], nproc=2)
+    records = _records(run)
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1))
+    assert records[3]["lr"] == expected[3]["lr"]  # the schedule continues; fresh Adam moments change the losses
+    assert records[3]["loss"] == pytest.approx(expected[3]["loss"], rel=2e-4)  # step 4's loss is from step 3's weights
+    assert records[4]["loss"] != pytest.approx(expected[4]["loss"], rel=2e-4)
 
 
 def test_dp2_with_overlapped_grad_reduce_and_param_gather_matches_tp1(reference):

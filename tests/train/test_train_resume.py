@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -52,6 +53,28 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     assert latest_checkpoint(broken).name == "step-000003"
     run_cli(tiny_overrides(broken, corpus, steps))  # resumes from step 3 automatically
     assert _train_records(broken) == reference  # same floats, bit for bit
+
+
+@pytest.mark.slow
+def test_background_saves_publish_complete_checkpoints_that_resume_bit_for_bit(tmp_path):
+    """checkpoint.async_save (megatron's forked writer; on by default on GPU) on CPU: the periodic saves are
+    written while training goes on and published when every writer has finished; the last one is synchronous."""
+    corpus = pattern_corpus(tmp_path / "corpus")
+    steps = 8
+    run_cli(tiny_overrides(tmp_path / "straight", corpus, steps))
+    reference = _train_records(tmp_path / "straight")
+    run = tmp_path / "async"
+    run_cli(tiny_overrides(run, corpus, steps, **{"checkpoint.async_save": "true", "checkpoint.keep_last": 3}))
+    assert _train_records(run) == reference
+    root = run / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-000003", "step-000006", "step-000008"]
+    for saved in ("step-000003", "step-000006"):
+        assert json.loads((root / saved / "state.json").read_text())["step"] == int(saved[-6:])
+        assert (root / saved / "optimizer" / ".metadata").is_file() and (root / saved / "model" / ".metadata").is_file()
+    (root / "latest").write_text("step-000006\n")  # as if stopped after the background save of step 6
+    shutil.rmtree(root / "step-000008")
+    run_cli(tiny_overrides(run, corpus, steps))
+    assert _train_records(run) == reference
 
 
 @pytest.mark.slow
