@@ -47,7 +47,8 @@ class BuildSettings:
     shard_text_bytes: int = DEFAULT_SHARD_TEXT_BYTES
     strict: bool = False
     runner: str = "direct"
-    workers: int = 1  # local SDK worker processes
+    workers: int = 1  # local SDK workers: processes, or bundle threads with runner_mode="multi_threading"
+    runner_mode: str = "auto"  # local FnApiRunner mode: auto | in_memory | multi_threading | multi_processing
     tokenizer_threads: int = 1  # tiktoken threads per worker (it releases the GIL)
     remote_settings: dict = field(default_factory=dict)
     samples_per_reason: int = 20
@@ -278,7 +279,7 @@ def run_build(settings: BuildSettings) -> dict:
 
     outputs.make_dirs(settings.output)
     _clear_previous_build(settings.output)
-    pipeline = create_pipeline(settings.runner, settings.workers, settings.remote_settings)
+    pipeline = create_pipeline(settings.runner, settings.workers, settings.remote_settings, settings.runner_mode)
     build_pipeline(pipeline, settings, profile, files, discovered_rejections, num_shards)
     result = pipeline.run()
     result.wait_until_finish()

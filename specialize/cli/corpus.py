@@ -28,7 +28,8 @@ def build(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="qwen.tiktoken file or checkpoint directory. Default: embedded tiny-bbpe."),
     seq_length: int = typer.Option(2048, "--seq-length", help="Training sequence length (recorded; samples counted for it)."),
     runner: str = typer.Option("direct", "--runner", help="direct (FnApiRunner, local) | dataflow | flink | spark."),
-    workers: int = typer.Option(1, "--workers", help="Local SDK worker processes; tokenization uses all cores either way (threads)."),
+    workers: int = typer.Option(1, "--workers", help="Local SDK worker processes (or bundle threads with --runner-mode multi_threading); tokenization uses all cores either way (threads)."),
+    runner_mode: str = typer.Option("auto", "--runner-mode", help="Local runner: auto (processes when --workers > 1) | in_memory | multi_threading (bundles on threads, as on Dataflow) | multi_processing."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Number of shards (default: ~256 MB of text each)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Domain profile YAML replacing the built-in one."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad input instead of counting and skipping it."),
@@ -73,6 +74,7 @@ def build(
         strict=strict,
         runner=runner,
         workers=max(1, workers),
+        runner_mode=runner_mode,
         tokenizer_threads=max(1, default_workers() // max(1, workers)),
         remote_settings=remote,
         quality=build_quality_config(

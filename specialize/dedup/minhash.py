@@ -21,6 +21,7 @@ probability 1 - (1 - J**8)**14, which is 0.5 at Jaccard J ~ 0.72 and > 0.95 at J
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,18 +51,29 @@ _BYTE_VALUE, _WORD_BYTE = _byte_tables()
 
 
 class _Powers:
-    """P**i and P**-i mod 2**64 for i < n, grown by doubling (shared by every document of a process)."""
+    """P**i and P**-i mod 2**64 for i < n, grown by doubling (shared by every document of a process).
+
+    Thread-safe: Beam runs several bundles at once in one SDK process (Dataflow: a thread per bundle).
+    The two tables are one immutable pair replaced in a single assignment under a lock, and readers
+    take the pair once, so no thread can see a new ``pow`` with the old, shorter ``inv``.
+    """
 
     def __init__(self) -> None:
-        self.pow = np.ones(1, dtype=np.uint64)
-        self.inv = np.ones(1, dtype=np.uint64)
+        self._tables = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
+        self._lock = threading.Lock()
 
-    def ensure(self, n: int) -> None:
-        if len(self.pow) >= n:
-            return
-        size = max(n, 2 * len(self.pow), 1 << 16)
-        self.pow = _cumprod_from_one(_P, size)  # numpy integer arrays wrap mod 2**64
-        self.inv = _cumprod_from_one(_P_INV, size)
+    def tables(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(powers, inverse powers), each of length >= ``n``."""
+        tables = self._tables
+        if len(tables[0]) >= n:
+            return tables
+        with self._lock:
+            tables = self._tables
+            if len(tables[0]) < n:
+                size = max(n, 2 * len(tables[0]), 1 << 16)
+                tables = (_cumprod_from_one(_P, size), _cumprod_from_one(_P_INV, size))  # numpy integers wrap mod 2**64
+                self._tables = tables
+            return tables
 
 
 def _cumprod_from_one(multiplier: int, size: int) -> np.ndarray:
@@ -109,10 +121,10 @@ def _run_hashes(text: str, byte_class: np.ndarray) -> np.ndarray:
     if starts.size == 0:
         return np.zeros(0, dtype=np.uint64)
     n = data.size
-    _POWERS.ensure(n + 1)
+    powers, inverse_powers = _POWERS.tables(n + 1)
     prefix = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum(_BYTE_VALUE[data] * _POWERS.pow[:n], out=prefix[1:])
-    hashes = (prefix[ends] - prefix[starts]) * _POWERS.inv[starts]
+    np.cumsum(_BYTE_VALUE[data] * powers[:n], out=prefix[1:])
+    hashes = (prefix[ends] - prefix[starts]) * inverse_powers[starts]
     hashes += (ends - starts).astype(np.uint64)  # length in the hash: 'ab' and 'ab\0' never meet
     return _mix64(hashes)
 
@@ -179,7 +191,6 @@ class MinHasher:
         self.config = config
         self._a = (_seeded_u64(config.seed, "a", config.num_perm) | np.uint64(1))[:, None]  # odd
         self._b = _seeded_u64(config.seed, "b", config.num_perm)[:, None]
-        self._block = np.empty((config.num_perm, _CHUNK), dtype=np.uint64)
 
     def shingles(self, text: str) -> np.ndarray:
         return shingle_hashes(text, self.config.ngram)
@@ -189,9 +200,11 @@ class MinHasher:
         if shingles.size == 0:
             return None
         best = np.full(self.config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+        # Scratch space per call, not per instance: one hasher may serve several bundle threads.
+        scratch = np.empty((self.config.num_perm, min(_CHUNK, shingles.size)), dtype=np.uint64)
         for start in range(0, shingles.size, _CHUNK):
             chunk = shingles[start : start + _CHUNK]
-            block = self._block[:, : chunk.size]
+            block = scratch[:, : chunk.size]
             np.multiply(self._a, chunk[None, :], out=block)
             block += self._b
             np.minimum(best, block.min(axis=1), out=best)

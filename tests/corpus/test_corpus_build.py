@@ -139,3 +139,29 @@ def test_multi_process_build_matches_single_process(planted, small_profile, tmp_
     multi = build(planted, tmp_path / "two", small_profile, num_shards=2, workers=2)
     assert [s["sha256"] for s in single["shards"]] == [s["sha256"] for s in multi["shards"]]
     assert single["removed"] == multi["removed"]
+
+
+def test_multi_threaded_bundles_give_the_single_threaded_build(planted, tmp_path):
+    """Beam's multi_threading mode runs bundles on 4 threads of one process, as a Dataflow worker does.
+    With every stage on (near dedup's hasher included) and documents large enough to grow the hasher's
+    shared tables while other bundles read them, the shards are those of the one-thread build."""
+    big = planted / "big"
+    big.mkdir()
+    for i in range(12):
+        rng = np.random.default_rng(i)
+        body = "\n".join(f"def {name}_{j}(value):\n    return value * {j} + {int(rng.integers(1 << 30))}"
+                         for j, name in enumerate(rng.choice(["scale", "shift", "project", "blend", "clip"], 1200 + 300 * i)))
+        (big / f"module_{i}.py").write_text(body)
+    quality = QualityConfig(decontaminate=[])
+    settings = dict(num_shards=2, quality=quality)
+    inputs = [str(planted / "repo"), str(planted / "records"), str(big)]
+
+    def run(out: Path, **mode) -> dict:
+        return run_build(BuildSettings(domain="code", inputs=inputs, output=str(out), seq_length=64, **settings, **mode))
+
+    single = run(tmp_path / "one")
+    threaded = run(tmp_path / "threads", workers=4, runner_mode="multi_threading")
+    assert [s["sha256"] for s in single["shards"]] == [s["sha256"] for s in threaded["shards"]]
+    assert single["removed"] == threaded["removed"]
+    assert single["totals"]["documents"] > 12, single["removed"]
+    assert single["stages"]["near_dedup"]["converged"]
