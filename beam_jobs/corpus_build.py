@@ -22,7 +22,7 @@ import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_jobs.quality import QualityConfig, quality_stages
-from beam_jobs.runner import LOCAL_RUNNERS, create_pipeline
+from beam_jobs.runner import LOCAL_RUNNERS, check_filesystems, create_pipeline, pipeline_options, use_options_for_filesystems
 from beam_jobs.stages import DocumentStage, ReportRejections
 from specialize.corpus import outputs
 from specialize.corpus.document import Document, Rejection
@@ -257,15 +257,30 @@ def _clear_previous_build(output_dir: str) -> None:
     outputs.delete(stale)
 
 
+def _user_paths(settings: BuildSettings, *, workers_only: bool = False) -> dict[str, str]:
+    """The build's paths by the flag that gave them: every one, or only those the workers open
+    (decontamination sets are read by the launcher, which ships the index to the workers)."""
+    paths = {"--output": settings.output, **{f"--input {p}": p for p in settings.inputs}}
+    if settings.tokenizer:
+        paths["--tokenizer"] = settings.tokenizer
+    if settings.quality.quality_model:
+        paths["--quality-model"] = settings.quality.quality_model
+    if not workers_only:
+        for item in settings.quality.decontaminate or []:
+            if "=" in item:
+                paths[f"--decontaminate {item}"] = item.split("=", 1)[1]
+    return paths
+
+
 def run_build(settings: BuildSettings) -> dict:
     """Discover inputs, run the Beam pipeline, write and return the manifest."""
+    options = pipeline_options(settings.runner, settings.workers, settings.remote_settings, settings.runner_mode)
+    use_options_for_filesystems(options)  # before the launcher touches gs:// or s3://
+    check_filesystems(_user_paths(settings))
     if settings.runner.lower() not in LOCAL_RUNNERS:
         from beam_jobs.runners import check_pipeline_paths
 
-        paths = {"--output": settings.output, **{f"--input {p}": p for p in settings.inputs}}
-        if settings.tokenizer:
-            paths["--tokenizer"] = settings.tokenizer
-        check_pipeline_paths(settings.runner, paths)
+        check_pipeline_paths(settings.runner, _user_paths(settings, workers_only=True))
     profile = load_profile(settings.domain, settings.profile)
     files, discovered_rejections, pruned_dirs = discover_inputs(settings.inputs, profile)
     if settings.strict and discovered_rejections:
@@ -279,7 +294,7 @@ def run_build(settings: BuildSettings) -> dict:
 
     outputs.make_dirs(settings.output)
     _clear_previous_build(settings.output)
-    pipeline = create_pipeline(settings.runner, settings.workers, settings.remote_settings, settings.runner_mode)
+    pipeline = create_pipeline(settings.runner, options=options)
     build_pipeline(pipeline, settings, profile, files, discovered_rejections, num_shards)
     result = pipeline.run()
     result.wait_until_finish()

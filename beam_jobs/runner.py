@@ -33,21 +33,72 @@ def local_running_mode(workers: int, mode: str = "auto") -> str:
     return mode
 
 
-def create_pipeline(runner: str = "direct", workers: int = 1, remote_settings: dict | None = None,
-                    mode: str = "auto") -> beam.Pipeline:
+def pipeline_options(runner: str = "direct", workers: int = 1, settings: dict | None = None,
+                     mode: str = "auto") -> PipelineOptions:
+    """The run's options: the local runner's (plus object-store settings) or a remote runner's."""
     runner = runner.lower()
+    if runner in LOCAL_RUNNERS:
+        from beam_jobs.runners import storage_flags
+
+        running_mode = local_running_mode(workers, mode)
+        return PipelineOptions(
+            flags=storage_flags(settings or {}), direct_num_workers=1 if running_mode == "in_memory" else workers,
+            direct_running_mode=running_mode, default_sdk_harness_log_level="WARNING",
+        )
+    from beam_jobs.runners import remote_runner_options
+
+    options = remote_runner_options(runner, dict(settings or {}))
+    return options if isinstance(options, PipelineOptions) else PipelineOptions(flags=options)
+
+
+def use_options_for_filesystems(options: PipelineOptions) -> None:
+    """Make Beam's filesystems in this process (the launcher) build their clients from ``options``.
+
+    Beam hands options to its filesystems only in ``Pipeline.__init__``; the launcher lists inputs,
+    loads the tokenizer and prepares the output before that, so without this an s3:// client has no
+    endpoint or credentials ("Must provide one of client or options").
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems.set_options(options)
+
+
+#: The package extra that brings each object store's client (Beam's own extras underneath).
+STORE_EXTRAS = {"gs": "gcp", "s3": "aws", "azfs": "azure", "hdfs": "hadoop"}
+
+
+class MissingStoreSupport(RuntimeError):
+    """A path's object store has no client installed here (the message names the pip extra)."""
+
+
+def check_filesystems(paths: dict[str, str]) -> None:
+    """Fail before any work when a ``gs://``/``s3://``... path has no Beam filesystem in this install.
+
+    ``paths``: what the user gave (``--input``, ``--output``...) -> the path. Beam's own error names
+    ``apache-beam[gcp]``; the extra that installs it with a matching Beam for specialize is ``specialize[gcp]``.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    for name, path in paths.items():
+        if "://" not in str(path):
+            continue
+        try:
+            FileSystems.get_filesystem(str(path))
+        except Exception as err:  # noqa: BLE001 - Beam raises ValueError, or BeamIOError wrapping an ImportError
+            scheme = str(path).split("://", 1)[0]
+            extra = STORE_EXTRAS.get(scheme)
+            hint = (f"pip install 'specialize[{extra}]' (Beam's {scheme}:// client)" if extra
+                    else f"Beam has no filesystem for {scheme}:// (known: {', '.join(s + '://' for s in STORE_EXTRAS)})")
+            where = name if str(path) in name else f"{name} {path}"
+            raise MissingStoreSupport(f"{where}: cannot open {scheme}:// paths in this install: {hint}") from err
+
+
+def create_pipeline(runner: str = "direct", workers: int = 1, remote_settings: dict | None = None,
+                    mode: str = "auto", options: PipelineOptions | None = None) -> beam.Pipeline:
+    runner = runner.lower()
+    options = options or pipeline_options(runner, workers, remote_settings, mode)
     if runner in LOCAL_RUNNERS:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-        running_mode = local_running_mode(workers, mode)
-        options = PipelineOptions(
-            flags=[], direct_num_workers=1 if running_mode == "in_memory" else workers,
-            direct_running_mode=running_mode, default_sdk_harness_log_level="WARNING",
-        )
         return beam.Pipeline(runner=FnApiRunner(), options=options)
-    from beam_jobs.runners import remote_runner_options
-
-    options = remote_runner_options(runner, dict(remote_settings or {}))
-    if not isinstance(options, PipelineOptions):
-        options = PipelineOptions(flags=options)
     return beam.Pipeline(options=options)

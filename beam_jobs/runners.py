@@ -28,6 +28,11 @@ Settings per runner (YAML keys are Beam's own option names, without ``--``):
   ``localhost:50000`` for a Beam worker-pool sidecar next to each Flink task manager).
 - any runner: ``extra_flags`` (a list of raw Beam flags, passed through last, for options this
   module does not name), ``save_main_session``, ``requirements_file``, ``sdk_location``.
+- every runner, the local one included: Beam's object-store client settings, ``s3_endpoint_url``,
+  ``s3_region_name``, ``s3_access_key_id``, ``s3_secret_access_key``, ``s3_session_token``,
+  ``s3_verify``, ``s3_disable_ssl``, ``s3_api_version`` (unset: boto3's own chain, environment and
+  instance profile). The launcher reads inputs and writes outputs with the same options as the workers
+  (``storage_options``), so an S3-compatible store (MinIO, Ceph) works from the laptop too.
 
 Unknown keys are an error (a typo such as ``max_workers`` would otherwise be silently ignored by
 Beam and the job would run on one worker).
@@ -192,10 +197,22 @@ _SPARK: dict[str, Callable[[str, Any], list[str]]] = {
     "spark_rest_url": _flag("spark_rest_url"),
 }
 
+# Object-store clients (Beam's S3Options): the launcher and every worker build their clients from these.
+STORAGE: dict[str, Callable[[str, Any], list[str]]] = {
+    "s3_endpoint_url": _flag("s3_endpoint_url"),
+    "s3_region_name": _flag("s3_region_name"),
+    "s3_access_key_id": _flag("s3_access_key_id"),
+    "s3_secret_access_key": _flag("s3_secret_access_key"),
+    "s3_session_token": _flag("s3_session_token"),
+    "s3_api_version": _flag("s3_api_version"),
+    "s3_verify": _flag("s3_verify"),
+    "s3_disable_ssl": _bool_flag("s3_disable_ssl"),
+}
+
 _ACCEPTED = {
-    "dataflow": {**_COMMON, **_DATAFLOW},
-    "flink": {**_COMMON, **_PORTABLE, **_FLINK},
-    "spark": {**_COMMON, **_PORTABLE, **_SPARK},
+    "dataflow": {**_COMMON, **_DATAFLOW, **STORAGE},
+    "flink": {**_COMMON, **_PORTABLE, **_FLINK, **STORAGE},
+    "spark": {**_COMMON, **_PORTABLE, **_SPARK, **STORAGE},
 }
 
 
@@ -299,6 +316,17 @@ def runner_flags(runner: str, settings: Mapping[str, Any]) -> list[str]:
     for key in sorted(settings, key=lambda k: (k == "extra_flags", k)):  # raw flags go last
         flags += accepted[key](key, settings[key])
     return flags
+
+
+def storage_flags(settings: Mapping[str, Any], where: str = "local runs") -> list[str]:
+    """Beam flags for the object-store settings in ``settings``; anything else is an error for ``where``."""
+    settings = {k: v for k, v in dict(settings).items() if v is not None}
+    unknown = sorted(set(settings) - set(STORAGE))
+    if unknown:
+        raise RunnerSettingsError(
+            f"setting(s) {', '.join(unknown)} apply to remote runners (--runner dataflow|flink|spark); "
+            f"{where} accept only the object-store settings: {', '.join(sorted(STORAGE))}")
+    return [flag for key in sorted(settings) for flag in STORAGE[key](key, settings[key])]
 
 
 def remote_runner_options(runner: str, settings: Mapping[str, Any]) -> PipelineOptions:

@@ -20,6 +20,22 @@ def _parse_key_values(pairs: list[str], flag: str) -> dict[str, str]:
     return settings
 
 
+_STORAGE_HELP = "KEY=VALUE object-store client setting for s3:// paths (s3_endpoint_url, s3_region_name, s3_access_key_id, ...); repeatable."
+
+
+def _use_storage_options(pairs: list[str] | None) -> None:
+    """Configure Beam's filesystems in this process for a corpus on an object store."""
+    if not pairs:
+        return
+    from beam_jobs.runner import pipeline_options, use_options_for_filesystems
+    from beam_jobs.runners import RunnerSettingsError
+
+    try:
+        use_options_for_filesystems(pipeline_options(settings=_parse_key_values(pairs, "--storage-option")))
+    except RunnerSettingsError as err:
+        raise typer.BadParameter(str(err), param_hint="--storage-option") from None
+
+
 @app.command()
 def build(
     domain: str = typer.Option(..., "--domain", help="code or math: picks the domain profile."),
@@ -34,7 +50,7 @@ def build(
     profile: Optional[Path] = typer.Option(None, "--profile", help="Domain profile YAML replacing the built-in one."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad input instead of counting and skipping it."),
     runner_config: Optional[Path] = typer.Option(None, "--runner-config", help="YAML of remote runner settings."),
-    runner_option: Optional[list[str]] = typer.Option(None, "--runner-option", help="KEY=VALUE remote runner setting; repeatable."),
+    runner_option: Optional[list[str]] = typer.Option(None, "--runner-option", help="KEY=VALUE runner setting (remote runners), or object-store setting such as s3_endpoint_url (every runner); repeatable."),
     # Quality stages (README "Corpus quality"; thresholds in the profile). All on by default.
     no_quality: bool = typer.Option(False, "--no-quality", help="Turn every quality stage off."),
     no_filters: bool = typer.Option(False, "--no-filters", help="Skip the rule filters."),
@@ -84,7 +100,12 @@ def build(
             min_quality=min_quality, source_weight=source_weight or []),
     )
     typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} worker process(es) x {settings.tokenizer_threads} tokenizer threads)", err=True)
-    manifest = run_build(settings)
+    from beam_jobs.runners import RunnerSettingsError
+
+    try:
+        manifest = run_build(settings)
+    except RunnerSettingsError as err:
+        raise typer.BadParameter(str(err), param_hint="--runner/--runner-option/--runner-config") from None
     print_summary(manifest, settings.output)
 
 
@@ -92,8 +113,10 @@ def build(
 def stats(
     directory: str = typer.Argument(..., help="A corpus build output directory."),
     histogram: Optional[Path] = typer.Option(None, "--histogram", help="Write a PNG histogram of document lengths (tokens)."),
+    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help=_STORAGE_HELP),
 ) -> None:
     """Print the manifest's figures as tables."""
+    _use_storage_options(storage_option)
     from specialize.corpus.manifest import read_manifest
     from specialize.corpus.report import print_summary, write_length_histogram
 
@@ -105,8 +128,12 @@ def stats(
 
 
 @app.command()
-def verify(directory: str = typer.Argument(..., help="A corpus build output directory.")) -> None:
+def verify(
+    directory: str = typer.Argument(..., help="A corpus build output directory."),
+    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help=_STORAGE_HELP),
+) -> None:
     """Check every shard against the manifest (sha256, rows, tokens, no strays); exit 1 on a problem."""
+    _use_storage_options(storage_option)
     from specialize.corpus.manifest import read_manifest, verify_shards
 
     problems = verify_shards(directory)
@@ -125,8 +152,10 @@ def inspect(
     stage: Optional[str] = typer.Option(None, "--stage", help="Only this stage (e.g. rules, near_dedup, decontaminate)."),
     limit: int = typer.Option(5, "--limit", "-n", help="Documents to show."),
     chars: int = typer.Option(600, "--chars", help="Characters of each document to show."),
+    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help=_STORAGE_HELP),
 ) -> None:
     """Show removed documents (first by source) per stage and reason, to tune thresholds by looking."""
+    _use_storage_options(storage_option)
     from specialize.quality.inspect import removed_samples
 
     try:

@@ -62,6 +62,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 def load_benchmark(spec: str) -> list[BenchmarkItem]:
     """Items of one benchmark, from its spec (see module docstring)."""
     name, path = parse_spec(spec)
+    if path is not None and "://" in str(path):
+        return load_items_file(name, _fetch(str(path)))
     if path is not None:
         return load_items_file(name, Path(path))
     if name == "humaneval":
@@ -70,6 +72,19 @@ def load_benchmark(spec: str) -> list[BenchmarkItem]:
         return [item for file in download(name) for item in load_items_file(name, file)]
     raise ValueError(f"--decontaminate {name}: not built in ({', '.join(BUILTIN)}) nor downloadable "
                      f"({', '.join(DOWNLOADS)}); pass {name}=PATH to a JSONL or Parquet file of its test items")
+
+
+def _fetch(url: str) -> Path:
+    """A local copy of a test-set file on an object store (read through Beam's filesystems, so the
+    run's s3/gs options apply); the launcher builds the index from it and ships the index to workers."""
+    import tempfile
+
+    from specialize.corpus import outputs
+
+    directory = Path(tempfile.mkdtemp(prefix="specialize-decontam-"))
+    local = directory / url.rstrip("/").rsplit("/", 1)[-1]
+    local.write_bytes(outputs.read_bytes(url))
+    return local
 
 
 def humaneval_problems(flag: str = "--decontaminate") -> dict[str, dict]:

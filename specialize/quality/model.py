@@ -69,8 +69,16 @@ class QualityModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "QualityModel":
+        """From a local path or any URL Beam's filesystems open (gs://, s3://: each worker reads it)."""
         try:
-            with np.load(path, allow_pickle=False) as data:
+            source = path
+            if "://" in str(path):
+                import io
+
+                from specialize.corpus import outputs
+
+                source = io.BytesIO(outputs.read_bytes(str(path)))
+            with np.load(source, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 if header.get("format") != FORMAT:
                     raise ValueError(f"format {header.get('format')!r}, expected {FORMAT}")

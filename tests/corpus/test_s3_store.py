@@ -1,0 +1,107 @@
+"""The corpus build against a real S3 API server on 127.0.0.1 (moto in server mode), through Beam's own
+``s3://`` filesystem and boto3, configured only by the run's options (``--runner-option s3_*``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beam_jobs.corpus_build import BuildSettings, run_build
+from beam_jobs.quality import QualityConfig
+from beam_jobs.runner import MissingStoreSupport, pipeline_options, use_options_for_filesystems
+from beam_jobs.runners import RunnerSettingsError
+from specialize.corpus.manifest import read_manifest, verify_shards
+from specialize.quality.model import VECTORIZER, QualityModel
+from specialize.tokenization.qwen import TINY_VOCAB_PATH
+
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+boto3 = pytest.importorskip("boto3", reason="boto3 comes with specialize[aws]")
+
+BUCKET = "corpus"
+CREDENTIALS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_region_name": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield endpoint, client
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_credentials(monkeypatch):
+    """Only the run's options may configure the client (no environment, no instance metadata lookups)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+
+
+def _upload(client, local: Path, prefix: str) -> None:
+    for directory, _, names in os.walk(local):
+        for name in names:
+            path = Path(directory) / name
+            client.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(local).as_posix()}")
+
+
+def _keys(client, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"][len(prefix):] for page in pages for item in page.get("Contents", []))
+
+
+def test_build_from_and_to_s3_with_options_only(planted, s3, tmp_path):
+    """Inputs, tokenizer, quality model and a decontamination set on the store; the shards and manifest
+    written there. Nothing but the run's options tells Beam's S3 client where and who."""
+    endpoint, client = s3
+    _upload(client, planted, "in")
+    client.upload_file(str(TINY_VOCAB_PATH), BUCKET, "tok/tiny.tiktoken")
+    model = tmp_path / "quality.npz"
+    QualityModel(np.zeros(VECTORIZER["n_features"], dtype=np.float32), 0.0).save(model)
+    client.upload_file(str(model), BUCKET, "models/quality.npz")
+    (tmp_path / "heldout.jsonl").write_text(json.dumps({"task_id": "t/0", "text": "def held_out(): return 42"}) + "\n")
+    client.upload_file(str(tmp_path / "heldout.jsonl"), BUCKET, "bench/heldout.jsonl")
+    settings = {"s3_endpoint_url": endpoint, **CREDENTIALS}
+    quality = QualityConfig(quality_model=f"s3://{BUCKET}/models/quality.npz",
+                            decontaminate=[f"heldout=s3://{BUCKET}/bench/heldout.jsonl"])
+    remote = run_build(BuildSettings(
+        domain="code", inputs=[f"s3://{BUCKET}/in/repo", f"s3://{BUCKET}/in/records"], output=f"s3://{BUCKET}/out",
+        tokenizer=f"s3://{BUCKET}/tok/tiny.tiktoken", num_shards=2, remote_settings=settings, quality=quality))
+    local = run_build(BuildSettings(domain="code", inputs=[str(planted / "repo"), str(planted / "records")],
+                                    output=str(tmp_path / "local"), num_shards=2,
+                                    quality=QualityConfig(quality_model=str(model), decontaminate=[f"heldout={tmp_path / 'heldout.jsonl'}"])))
+    assert remote["totals"] == local["totals"] and remote["totals"]["documents"] > 0
+    assert remote["stages"]["decontaminate"]["benchmarks"]["heldout"]["items"] == 1
+    assert remote["removed"]["read"]["non_utf8"]["documents"] == 1
+    use_options_for_filesystems(pipeline_options(settings=settings))  # the local build replaced them
+    written = _keys(client, "out/")
+    assert "manifest.json" in written and not [k for k in written if ".tmp-" in k]
+    assert read_manifest(f"s3://{BUCKET}/out")["totals"] == remote["totals"]
+    assert verify_shards(f"s3://{BUCKET}/out") == []
+
+
+def test_a_local_run_refuses_settings_only_remote_runners_read(planted, tmp_path):
+    with pytest.raises(RunnerSettingsError, match="max_num_workers apply to remote runners.*s3_endpoint_url"):
+        run_build(BuildSettings(domain="code", inputs=[str(planted / "repo")], output=str(tmp_path / "o"),
+                                remote_settings={"max_num_workers": 4}))
+
+
+def test_a_store_without_its_client_names_the_extra(planted, tmp_path):
+    try:
+        import apache_beam.io.gcp.gcsfilesystem  # noqa: F401
+        import google.cloud.storage  # noqa: F401
+        pytest.skip("the gcp extra is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(MissingStoreSupport, match=r"--input gs://bucket/in: .*pip install 'specialize\[gcp\]'"):
+        run_build(BuildSettings(domain="code", inputs=["gs://bucket/in"], output=str(tmp_path / "o")))
