@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 import apache_beam as beam
@@ -26,7 +27,7 @@ from beam_jobs.runner import LOCAL_RUNNERS, check_filesystems, create_pipeline, 
 from beam_jobs.stages import DocumentStage, ReportRejections
 from specialize.corpus import outputs
 from specialize.corpus.document import Document, Rejection
-from specialize.corpus.manifest import STATS_DIR, assemble_manifest
+from specialize.corpus.manifest import STATS_DIR, assemble_manifest, build_stats_dir
 from specialize.corpus.profile import DomainProfile, load_profile
 from specialize.corpus.shards import rows_to_table, sha256_of, shard_name, table_to_ipc_bytes
 from specialize.corpus.sources import InputFile, StrictModeError, discover_inputs, read_input_file
@@ -139,13 +140,13 @@ class Tokenize(beam.PTransform):
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, output_dir: str, num_shards: int):
-        self._output_dir, self._num_shards = output_dir, num_shards
+    def __init__(self, output_dir: str, num_shards: int, build_id: str | None):
+        self._output_dir, self._num_shards, self._build_id = output_dir, num_shards, build_id
 
     def process(self, keyed_rows):
         index, rows = keyed_rows
         rows = sorted(rows, key=lambda r: r["source"])
-        name = shard_name(index, self._num_shards)
+        name = shard_name(index, self._num_shards, self._build_id)
         data = table_to_ipc_bytes(rows_to_table(rows))
         outputs.write_atomic(outputs.join(self._output_dir, name), data)
         languages: dict[str, dict[str, int]] = {}
@@ -164,22 +165,23 @@ class _WriteShardFn(beam.DoFn):
             "languages": languages,
         }
         stats_name = name.replace(".arrow", ".json")
-        outputs.write_atomic(outputs.join(self._output_dir, STATS_DIR, stats_name), json.dumps(stats).encode())
+        outputs.write_atomic(outputs.join(stats_dir_of(self._output_dir, self._build_id), stats_name), json.dumps(stats).encode())
         yield stats
 
 
 class WriteShards(beam.PTransform):
-    """(shard index, row) -> Arrow IPC shards written atomically, plus one stats file per shard."""
+    """(shard index, row) -> Arrow IPC shards written atomically, plus one stats file per shard, both
+    named by the build id (None: the unversioned names, for writing a shard set outside a build)."""
 
-    def __init__(self, output_dir: str, num_shards: int):
+    def __init__(self, output_dir: str, num_shards: int, build_id: str | None = None):
         super().__init__()
-        self._output_dir, self._num_shards = output_dir, num_shards
+        self._output_dir, self._num_shards, self._build_id = output_dir, num_shards, build_id
 
     def expand(self, keyed_rows):
         return (
             keyed_rows
             | "GroupByShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShardFn(self._output_dir, self._num_shards))
+            | "Write" >> beam.ParDo(_WriteShardFn(self._output_dir, self._num_shards, self._build_id))
         )
 
 
@@ -194,11 +196,13 @@ def build_pipeline(
     files: list[InputFile],
     discovered_rejections: list[Rejection],
     num_shards: int,
+    build_id: str | None = None,
 ) -> None:
     spec = TokenizerSpec(settings.tokenizer)
+    stats_dir = stats_dir_of(settings.output, build_id)
     # The file list travels as listing files, not inside the pipeline graph: a corpus of millions of
     # files would blow past a runner's job-size limit (Dataflow: 10 MB) and slow graph construction.
-    listing_parts = write_listing(outputs.join(settings.output, STATS_DIR, "listing"), files, discovered_rejections)
+    listing_parts = write_listing(outputs.join(stats_dir, "listing"), files, discovered_rejections)
     files_pc, listed_rejections = (
         pipeline
         | "ListingParts" >> beam.Create(listing_parts)
@@ -214,7 +218,6 @@ def build_pipeline(
 
     # Quality stages (beam_jobs/quality.py lists them in order): rules -> secrets -> quality model
     # -> exact dedup -> near dedup -> decontamination -> up-sampling.
-    stats_dir = outputs.join(settings.output, STATS_DIR)
     for label, stage in quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile"):
         documents, dropped = documents | label >> stage
         rejected.append(dropped)
@@ -222,12 +225,12 @@ def build_pipeline(
     (
         documents
         | "Tokenize" >> Tokenize(spec, num_shards, settings.tokenizer_threads)
-        | "WriteShards" >> WriteShards(settings.output, num_shards)
+        | "WriteShards" >> WriteShards(settings.output, num_shards, build_id)
     )
     (
         rejected
         | "AllRejections" >> beam.Flatten()
-        | "ReportRejections" >> ReportRejections(outputs.join(settings.output, STATS_DIR), settings.samples_per_reason)
+        | "ReportRejections" >> ReportRejections(stats_dir, settings.samples_per_reason)
     )
 
 
@@ -251,10 +254,28 @@ def read_listing(path: str):
         yield InputFile(**entry["file"]) if "file" in entry else Rejection(**entry["rejection"])
 
 
-def _clear_previous_build(output_dir: str) -> None:
-    stale = [outputs.join(output_dir, n) for n in outputs.list_names(output_dir, "shard-")]
-    stale += [outputs.join(output_dir, "manifest.json"), outputs.join(output_dir, STATS_DIR)]
+def stats_dir_of(output_dir: str, build_id: str | None) -> str:
+    """``_stats/<build id>/``: each build's statistics apart, so a rebuild never reads an older one's."""
+    return build_stats_dir(output_dir, build_id)
+
+
+def remove_other_builds(output_dir: str, manifest: dict) -> list[str]:
+    """After the manifest switched to a build: delete every shard it does not list and every other
+    build's statistics (an older build, or one that failed or was cancelled). Returns what was deleted.
+
+    Lists files instead of testing directories: object stores have none (``exists(prefix)`` is false
+    for a prefix, which is how a stale ``_stats/`` once survived rebuilds there).
+    """
+    listed = {shard["path"] for shard in manifest["shards"]}
+    stale = [outputs.join(output_dir, name) for name in outputs.list_names(output_dir, "shard-") if name not in listed]
+    stats_root, build_id = outputs.join(output_dir, STATS_DIR), manifest.get("build_id")
+    if outputs.is_remote(output_dir):
+        keep = stats_dir_of(output_dir, build_id).rstrip("/") + "/"
+        stale += [path for path in outputs.list_tree(stats_root) if not path.startswith(keep)]
+    elif os.path.isdir(stats_root):
+        stale += [os.path.join(stats_root, name) for name in sorted(os.listdir(stats_root)) if name != build_id]
     outputs.delete(stale)
+    return stale
 
 
 def _user_paths(settings: BuildSettings, *, workers_only: bool = False) -> dict[str, str]:
@@ -292,10 +313,12 @@ def run_build(settings: BuildSettings) -> dict:
     total_bytes = sum(f.size for f in files)
     num_shards = settings.num_shards or max(1, math.ceil(total_bytes / settings.shard_text_bytes))
 
+    # A new build id: the running build writes beside the current one, which stays readable (its
+    # manifest unchanged) until this build's manifest replaces it; only then are older files deleted.
+    build_id = outputs.new_build_id()
     outputs.make_dirs(settings.output)
-    _clear_previous_build(settings.output)
     pipeline = create_pipeline(settings.runner, options=options)
-    build_pipeline(pipeline, settings, profile, files, discovered_rejections, num_shards)
+    build_pipeline(pipeline, settings, profile, files, discovered_rejections, num_shards, build_id)
     result = pipeline.run()
     result.wait_until_finish()
 
@@ -312,8 +335,9 @@ def run_build(settings: BuildSettings) -> dict:
     }
     recorded = {k: v for k, v in asdict(settings).items() if k not in ("remote_settings",)}
     recorded["num_shards"] = num_shards
-    return assemble_manifest(
+    manifest = assemble_manifest(
         settings.output,
+        build_id=build_id,
         domain=settings.domain,
         tokenizer=tokenizer.describe(),
         seq_length=settings.seq_length,
@@ -321,3 +345,5 @@ def run_build(settings: BuildSettings) -> dict:
         discovery=discovery,
         settings=recorded,
     )
+    remove_other_builds(settings.output, manifest)
+    return manifest

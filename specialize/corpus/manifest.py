@@ -27,6 +27,7 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 def assemble_manifest(
     output_dir: str,
     *,
+    build_id: str | None = None,
     domain: str,
     tokenizer: dict,
     seq_length: int,
@@ -34,8 +35,12 @@ def assemble_manifest(
     discovery: dict,
     settings: dict,
 ) -> dict:
-    """Combine the workers' shard statistics and rejection counts into the manifest (and write it)."""
-    stats_dir = outputs.join(output_dir, STATS_DIR)
+    """Combine the workers' shard statistics and rejection counts into the manifest (and write it).
+
+    Reads only this build's statistics (``_stats/<build_id>/``); writing ``manifest.json`` (atomically)
+    is what switches readers from the previous build to this one.
+    """
+    stats_dir = build_stats_dir(output_dir, build_id)
     shard_stats = [
         json.loads(outputs.read_bytes(outputs.join(stats_dir, name)))
         for name in outputs.list_names(stats_dir, "shard-")
@@ -70,6 +75,8 @@ def assemble_manifest(
     manifest = {
         "format": FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_id": build_id,
+        "stats_dir": STATS_DIR + (f"/{build_id}" if build_id else ""),
         "domain": domain,
         "tokenizer": tokenizer,
         "seq_length": seq_length,
@@ -94,6 +101,15 @@ def assemble_manifest(
     return manifest
 
 
+def build_stats_dir(output_dir: str, build_id: str | None) -> str:
+    return outputs.join(output_dir, STATS_DIR, build_id) if build_id else outputs.join(output_dir, STATS_DIR)
+
+
+def stats_dir_of_manifest(directory: str, manifest: dict) -> str:
+    """Where this build's statistics are (builds before build ids: ``_stats/``)."""
+    return build_stats_dir(directory, manifest.get("build_id"))
+
+
 def read_manifest(directory: str) -> dict:
     path = outputs.join(directory, MANIFEST_NAME)
     try:
@@ -114,13 +130,15 @@ class ShardProblem:
 
 
 def verify_shards(directory: str, *, tokenizer_fingerprint: str | None = None, part: tuple[int, int] = (0, 1),
-                  read_shards: bool = True) -> list[ShardProblem]:
+                  read_shards: bool = True, strays: bool = True) -> list[ShardProblem]:
     """Check every shard against the manifest: present, same sha256, rows and tokens; no strays.
 
     Returns the problems found (empty list: all good). With ``tokenizer_fingerprint`` the manifest's
     tokenizer must match too (training passes its model's tokenizer). ``part=(i, n)`` checks only
     shards i, i+n, i+2n... (and the manifest-level checks only in part 0), so n ranks can share the
     hashing of a large corpus. ``read_shards=False`` keeps only the checks that read no shard.
+    ``strays=False`` does not report shard files the manifest does not list (training reads only
+    listed shards, so a rebuild running or failed beside the current build must not stop it).
     """
     index, parts = part
     manifest = read_manifest(directory)
@@ -130,9 +148,10 @@ def verify_shards(directory: str, *, tokenizer_fingerprint: str | None = None, p
             f"tokenizer fingerprint {manifest['tokenizer']['fingerprint']} ({manifest['tokenizer'].get('name')}) "
             f"differs from the model's {tokenizer_fingerprint}: rebuild the corpus with the model's tokenizer")))
     listed = {s["path"] for s in manifest["shards"]}
-    for name in outputs.list_names(directory, "shard-") if index == 0 else ():
+    for name in outputs.list_names(directory, "shard-") if index == 0 and strays else ():
         if name.endswith(SHARD_SUFFIX) and name not in listed:
-            problems.append(ShardProblem(name, "shard file not listed in the manifest (left from another build?)"))
+            problems.append(ShardProblem(name, "shard file not listed in the manifest (from a build that failed, "
+                                               "was cancelled or is running; the next successful build removes it)"))
     for shard in manifest["shards"][index::parts] if read_shards else ():
         path = outputs.join(directory, shard["path"])
         try:

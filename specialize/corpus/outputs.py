@@ -65,6 +65,26 @@ def list_names(directory: str, prefix: str = "") -> list[str]:
     return sorted(n for n in os.listdir(directory) if n.startswith(prefix))
 
 
+def list_tree(directory: str) -> list[str]:
+    """Every file under ``directory``, recursively, as full paths (object stores: every key under the
+    prefix; they have no directories to test for)."""
+    if is_remote(directory):
+        from apache_beam.io.filesystems import FileSystems
+
+        return sorted(m.path for m in FileSystems.match([join(directory, "**")])[0].metadata_list)
+    found = []
+    for root, _, names in os.walk(directory):
+        found += [os.path.join(root, name) for name in names]
+    return sorted(found)
+
+
+def new_build_id() -> str:
+    """Sortable by time, unique across launchers: ``20261130T010203Z-3fa9c1``."""
+    import time
+
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
 def delete(paths: list[str]) -> None:
     for path in paths:
         if is_remote(path):

@@ -30,8 +30,11 @@ SHARD_SCHEMA = pa.schema(
 SHARD_SUFFIX = ".arrow"
 
 
-def shard_name(index: int, count: int) -> str:
-    return f"shard-{index:05d}-of-{count:05d}{SHARD_SUFFIX}"
+def shard_name(index: int, count: int, build_id: str | None = None) -> str:
+    """``shard-00003-of-00016-<build id>.arrow``: the build id keeps a rebuild's files apart from the
+    current build's until its manifest replaces the old one."""
+    suffix = f"-{build_id}" if build_id else ""
+    return f"shard-{index:05d}-of-{count:05d}{suffix}{SHARD_SUFFIX}"
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:

@@ -1,7 +1,7 @@
 """Reading back what a build removed, to tune thresholds by looking at examples.
 
 The build keeps the first removed documents of every (stage, reason), by source, in
-``_stats/rejected-samples.jsonl`` (text truncated; secrets redacted); the counts are in the manifest.
+``_stats/<build id>/rejected-samples.jsonl`` (text truncated; secrets redacted); the counts are in the manifest.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from specialize.corpus import outputs
-from specialize.corpus.manifest import STATS_DIR, read_manifest
+from specialize.corpus.manifest import read_manifest, stats_dir_of_manifest
 
 SAMPLES_NAME = "rejected-samples.jsonl"
 
@@ -17,7 +17,7 @@ SAMPLES_NAME = "rejected-samples.jsonl"
 def removed_samples(directory: str, *, reason: str | None = None, stage: str | None = None) -> list[dict]:
     """Samples ``{stage, reason, source, bytes, detail, text}`` matching ``reason`` / ``stage`` (None: any)."""
     manifest = read_manifest(directory)  # a clear error when DIR is not a build output
-    path = outputs.join(directory, STATS_DIR, SAMPLES_NAME)
+    path = outputs.join(stats_dir_of_manifest(directory, manifest), SAMPLES_NAME)
     try:
         lines = outputs.read_bytes(path).decode("utf-8").splitlines()
     except FileNotFoundError:

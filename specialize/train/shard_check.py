@@ -70,5 +70,5 @@ def check_part(directory: str, fingerprint: str, verify_checksums: bool, rank: i
     if not verify_checksums or already_verified(directory, cache_dir):
         if rank != 0:
             return []
-        return verify_shards(directory, tokenizer_fingerprint=fingerprint, read_shards=False)
-    return verify_shards(directory, tokenizer_fingerprint=fingerprint, part=(rank, world))
+        return verify_shards(directory, tokenizer_fingerprint=fingerprint, read_shards=False, strays=False)
+    return verify_shards(directory, tokenizer_fingerprint=fingerprint, part=(rank, world), strays=False)

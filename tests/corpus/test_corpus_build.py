@@ -87,7 +87,34 @@ def test_rebuilding_into_the_same_directory_replaces_the_old_build(planted, smal
     build(planted, out, small_profile, num_shards=4)
     manifest = build(planted, out, small_profile, num_shards=1)
     assert sorted(n for n in os.listdir(out) if n.endswith(".arrow")) == [s["path"] for s in manifest["shards"]]
+    assert os.listdir(out / "_stats") == [manifest["build_id"]]  # no statistics of the 4-shard build left
     assert verify_shards(str(out)) == []
+
+
+def test_a_failed_rebuild_leaves_the_previous_build_readable(planted, small_profile, tmp_path, monkeypatch):
+    """The previous build is never deleted before the new one has a manifest: a build that fails after
+    its pipeline wrote shards leaves the old manifest and shards intact (training reads them; verify
+    reports the failed build's files as strays), and the next successful build removes those."""
+    import beam_jobs.corpus_build as corpus_build
+
+    out = tmp_path / "out"
+    before = build(planted, out, small_profile, num_shards=2)
+
+    def cancelled(*args, **kwargs):
+        raise RuntimeError("job cancelled")
+
+    monkeypatch.setattr(corpus_build, "assemble_manifest", cancelled)
+    with pytest.raises(RuntimeError, match="cancelled"):
+        build(planted, out, small_profile, num_shards=3)
+    monkeypatch.undo()
+    assert read_manifest(str(out)) == before
+    assert verify_shards(str(out), strays=False) == []
+    strays = [p.shard for p in verify_shards(str(out))]
+    assert len(strays) == 3 and all(before["build_id"] not in name for name in strays)
+    after = build(planted, out, small_profile, num_shards=1)
+    assert sorted(n for n in os.listdir(out) if n.endswith(".arrow")) == [s["path"] for s in after["shards"]]
+    assert os.listdir(out / "_stats") == [after["build_id"]]
+    assert verify_shards(str(out)) == [] and after["totals"] == before["totals"]
 
 
 def test_shards_are_memory_mapped_token_streams(planted, small_profile, tmp_path):

@@ -81,13 +81,14 @@ def test_failed_then_retried_build_equals_a_clean_build(tmp_path):
 
 
 def test_writing_a_shard_twice_is_idempotent(tmp_path):
-    fn = _WriteShardFn(str(tmp_path), 2)
+    fn = _WriteShardFn(str(tmp_path), 2, "20261130T000000Z-abcdef")
     rows = [{"tokens": __import__("numpy").array([1, 2, 3], dtype="uint32"), "source": s, "domain": "code",
              "language": "python", "num_bytes": 3, "quality": None} for s in ("b", "a")]
     first = list(fn.process((1, list(rows))))
     second = list(fn.process((1, list(reversed(rows)))))
     assert first == second
-    assert sorted(os.listdir(tmp_path)) == ["_stats", "shard-00001-of-00002.arrow"]
+    assert sorted(os.listdir(tmp_path)) == ["_stats", "shard-00001-of-00002-20261130T000000Z-abcdef.arrow"]
+    assert os.listdir(tmp_path / "_stats" / "20261130T000000Z-abcdef") == ["shard-00001-of-00002-20261130T000000Z-abcdef.json"]
 
 
 def test_pipeline_transforms_pickle():

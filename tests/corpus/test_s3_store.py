@@ -105,3 +105,33 @@ def test_a_store_without_its_client_names_the_extra(planted, tmp_path):
         pass
     with pytest.raises(MissingStoreSupport, match=r"--input gs://bucket/in: .*pip install 'specialize\[gcp\]'"):
         run_build(BuildSettings(domain="code", inputs=["gs://bucket/in"], output=str(tmp_path / "o")))
+
+
+def test_rebuilds_on_s3_switch_only_when_complete(planted, s3, monkeypatch):
+    """A store without directories: a rebuild with fewer shards leaves exactly its own files (no stale
+    _stats/), and a cancelled rebuild leaves the previous build readable."""
+    import beam_jobs.corpus_build as corpus_build
+
+    endpoint, client = s3
+    _upload(client, planted, "again")
+    settings = {"s3_endpoint_url": endpoint, **CREDENTIALS}
+    out = f"s3://{BUCKET}/rebuilt"
+
+    def build(num_shards: int) -> dict:
+        return run_build(BuildSettings(domain="code", inputs=[f"s3://{BUCKET}/again/repo"], output=out,
+                                       num_shards=num_shards, remote_settings=settings))
+
+    first = build(3)
+    second = build(1)
+    keys = _keys(client, "rebuilt/")
+    assert [k for k in keys if k.startswith("shard-")] == [s["path"] for s in second["shards"]]
+    assert {k.split("/")[1] for k in keys if k.startswith("_stats/")} == {second["build_id"]}
+    assert second["totals"] == first["totals"]
+
+    monkeypatch.setattr(corpus_build, "assemble_manifest", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("cancelled")))
+    with pytest.raises(RuntimeError, match="cancelled"):
+        build(2)
+    monkeypatch.undo()
+    assert read_manifest(out) == second
+    assert verify_shards(out, strays=False) == []
+    assert len([p for p in verify_shards(out) if "not listed" in p.problem]) == 2
