@@ -23,7 +23,14 @@ import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_jobs.quality import QualityConfig, quality_stages
-from beam_jobs.runner import LOCAL_RUNNERS, check_filesystems, create_pipeline, pipeline_options, use_options_for_filesystems
+from beam_jobs.runner import (
+    LOCAL_RUNNERS,
+    check_filesystems,
+    create_pipeline,
+    local_running_mode,
+    pipeline_options,
+    use_options_for_filesystems,
+)
 from beam_jobs.stages import DocumentStage, ReportRejections
 from specialize.corpus import outputs
 from specialize.corpus.document import Document, Rejection
@@ -215,6 +222,10 @@ def build_pipeline(
         | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
     )
     rejected.append(read_rejected)
+    if any(f.kind != "source" for f in files) and not _single_worker(settings):
+        # A record file's documents all come out of one DoFn call; spread them over the workers before
+        # the expensive stages, so one large dump is not a straggler (Beam's ReadAllFromText does the same).
+        documents = documents | "SpreadRecords" >> beam.Reshuffle()
 
     # Quality stages (beam_jobs/quality.py lists them in order): rules -> secrets -> quality model
     # -> exact dedup -> near dedup -> decontamination -> up-sampling.
@@ -252,6 +263,11 @@ def read_listing(path: str):
     for line in outputs.read_bytes(path).decode("utf-8").splitlines():
         entry = json.loads(line)
         yield InputFile(**entry["file"]) if "file" in entry else Rejection(**entry["rejection"])
+
+
+def _single_worker(settings: BuildSettings) -> bool:
+    """A local in-process run, where a reshuffle moves data and spreads nothing."""
+    return settings.runner.lower() in LOCAL_RUNNERS and local_running_mode(settings.workers, settings.runner_mode) == "in_memory"
 
 
 def stats_dir_of(output_dir: str, build_id: str | None) -> str:
@@ -346,4 +362,6 @@ def run_build(settings: BuildSettings) -> dict:
         settings=recorded,
     )
     remove_other_builds(settings.output, manifest)
+    if settings.strict and manifest["warnings"]:
+        raise StrictModeError(f"{settings.output}: built, but --strict: " + "; ".join(manifest["warnings"]))
     return manifest

@@ -97,8 +97,25 @@ def assemble_manifest(
         "stages": {name[len("stage-"):-len(".json")]: json.loads(outputs.read_bytes(outputs.join(stats_dir, name)))
                    for name in outputs.list_names(stats_dir, "stage-") if name.endswith(".json")},
     }
+    manifest["warnings"] = build_warnings(manifest)
     outputs.write_atomic(outputs.join(output_dir, MANIFEST_NAME), json.dumps(manifest, indent=1).encode())
     return manifest
+
+
+def build_warnings(manifest: dict) -> list[str]:
+    """What a user must look at although the build succeeded (the CLI prints them; ``--strict`` fails)."""
+    warnings = []
+    near = manifest["stages"].get("near_dedup")
+    if near and not near.get("converged", True):
+        warnings.append(
+            f"near dedup: connected components did not converge in {near.get('rounds')} rounds "
+            f"({near.get('unconverged_nodes')} documents still off a star): some near-duplicate clusters keep "
+            f"more than one document. Rebuild with --near-dedup rounds={2 * int(near.get('rounds') or 8)}")
+    unreadable = manifest["removed"].get("read", {}).get("unreadable")
+    if unreadable:
+        examples = ", ".join(e["source"] for e in unreadable.get("examples", [])[:3])
+        warnings.append(f"{unreadable['documents']} input file(s) or part(s) unreadable (records lost): {examples}")
+    return warnings
 
 
 def build_stats_dir(output_dir: str, build_id: str | None) -> str:

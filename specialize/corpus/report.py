@@ -36,6 +36,8 @@ def print_summary(manifest: dict, directory: str, console: Console | None = None
             source = source if len(source) <= 40 else "..." + source[-37:]
             removed.add_row(stage, reason, f"{entry['documents']:,}", _mb(entry["bytes"]), source)
     console.print(removed)
+    for warning in manifest.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def write_length_histogram(directory: str, manifest: dict, png: Path) -> None:

@@ -8,15 +8,18 @@ Paths may be local or on any filesystem Beam knows (gs://, s3://...).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import string
-import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
 from specialize.corpus.document import Document, Rejection
 from specialize.corpus.normalize import NormalizationError, decode_and_normalize
 from specialize.corpus.profile import DomainProfile
+from specialize.corpus.streams import BrokenStream, decompressed_chunks, lines, open_binary, read_limited, split_compression
+
+logger = logging.getLogger(__name__)
 
 READ_STAGE = "read"
 BINARY_SNIFF_BYTES = 8192
@@ -31,19 +34,21 @@ class InputFile:
     """One file to read, found at launch time (so shard counts and ordering are fixed up front)."""
 
     path: str
-    size: int
-    kind: str  # "source" (one document), "jsonl", "jsonl.gz", "parquet"
+    size: int  # bytes on disk (compressed, for a compressed file)
+    kind: str  # "source" (one document), "jsonl", "parquet"
     input_name: str  # the --input it came from
     language: str | None = None  # known for source files from the extension
+    compression: str | None = None  # gzip, bzip2, xz, zstd, deflate (from the extension), None: plain
 
 
 def file_kind(path: str) -> str:
-    lower = path.lower()
-    if lower.endswith((".jsonl.gz", ".json.gz", ".ndjson.gz")):
-        return "jsonl.gz"
-    if lower.endswith((".jsonl", ".ndjson")):
+    """The kind of a file by its name without the compression suffix (``x.jsonl.zst`` is JSONL)."""
+    base = split_compression(path)[0].lower()
+    compressed = base != path.lower()
+    # A plain .json is a source file (code domain: JSON is a language); a compressed one is a dump.
+    if base.endswith((".jsonl", ".ndjson")) or (compressed and base.endswith(".json")):
         return "jsonl"
-    if lower.endswith(".parquet"):
+    if base.endswith(".parquet"):
         return "parquet"
     return "source"
 
@@ -66,18 +71,19 @@ def discover_inputs(
     for given in inputs:
         for path, size in _list_files(given, profile, pruned):
             kind = file_kind(path)
+            base, compression = split_compression(path)
             if kind != "source":
-                files.append(InputFile(path, size, kind, given))
+                files.append(InputFile(path, size, kind, given, compression=compression))
                 continue
-            ext = os.path.splitext(path)[1].lower()
+            ext = os.path.splitext(base)[1].lower()
             if ext in profile.binary_extensions:
                 rejections.append(Rejection(READ_STAGE, "binary", path, size, f"binary extension {ext}"))
                 continue
-            language = profile.language_of_path(path)
+            language = profile.language_of_path(base)
             if language is None:
                 rejections.append(Rejection(READ_STAGE, "unknown_extension", path, size, f"no {profile.domain} language for {ext or 'no extension'}"))
                 continue
-            files.append(InputFile(path, size, kind, given, language))
+            files.append(InputFile(path, size, kind, given, language, compression))
     files.sort(key=lambda f: f.path)
     return files, rejections, pruned
 
@@ -120,32 +126,38 @@ def _list_files(given: str, profile: DomainProfile, pruned: dict[str, list[str]]
                 yield full, 0  # reported as unreadable when read
 
 
-def _read_bytes(path: str) -> bytes:
-    if _is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.open(path, compression_type="uncompressed") as handle:
-            return handle.read()
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
 def read_input_file(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
-    """Documents of one file, or the rejections explaining what was skipped and why."""
-    if item.kind == "source" and item.size > profile.max_file_bytes:
+    """Documents of one file, or the rejections explaining what was skipped and why.
+
+    Record files (JSONL, Parquet) are streamed, one record at a time; a source file is one document,
+    read up to ``max_file_bytes`` (after decompression).
+    """
+    if item.kind == "source" and item.compression is None and item.size > profile.max_file_bytes:
         yield Rejection(READ_STAGE, "too_large", item.path, item.size, f"{item.size} bytes > max_file_bytes {profile.max_file_bytes}")
         return
     try:
-        data = _read_bytes(item.path)
+        if item.kind == "source":
+            data, too_large = read_limited(item.path, item.compression, profile.max_file_bytes)
+            if too_large:
+                yield Rejection(READ_STAGE, "too_large", item.path, item.size,
+                                f"more than max_file_bytes {profile.max_file_bytes} bytes after {item.compression} decompression")
+                return
+            yield from _source_document(item, data, profile, domain)
+        elif item.kind == "jsonl":
+            yield from _jsonl_documents(item, profile, domain)
+        else:
+            yield from _parquet_documents(item, profile, domain)
+    except BrokenStream as err:  # a compressed source file or Parquet dump: nothing of it is kept
+        yield _unreadable(item, item.path, str(err))
     except OSError as err:
-        yield Rejection(READ_STAGE, "unreadable", item.path, item.size, f"{type(err).__name__}: {err.strerror or err}")
-        return
-    if item.kind == "source":
-        yield from _source_document(item, data, profile, domain)
-    elif item.kind in ("jsonl", "jsonl.gz"):
-        yield from _jsonl_documents(item, data, profile, domain)
-    else:
-        yield from _parquet_documents(item, data, profile, domain)
+        yield _unreadable(item, item.path, f"{type(err).__name__}: {err.strerror or err}")
+
+
+def _unreadable(item: InputFile, source: str, detail: str) -> Rejection:
+    """Loud: a dataset file that cannot be read loses many records (``--strict`` makes it an error)."""
+    if item.kind != "source":
+        logger.warning("corpus input %s is unreadable: %s", source, detail)
+    return Rejection(READ_STAGE, "unreadable", source, item.size, detail)
 
 
 def _source_document(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
@@ -212,79 +224,62 @@ class _StrictFields(dict):
         return value
 
 
-def _gunzip_salvaging(data: bytes) -> tuple[bytes, str | None]:
-    """Decompress gzip data; on a broken or truncated stream keep what decompressed, with the error."""
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    parts = []
-    remaining = data
-    try:
-        while remaining:
-            parts.append(decompressor.decompress(remaining))
-            if not decompressor.eof:
-                break
-            remaining = decompressor.unused_data  # concatenated gzip members
-            if remaining:
-                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if not decompressor.eof:
-            parts.append(decompressor.flush())
-            return b"".join(parts), "gzip stream is truncated"
-    except zlib.error as err:
-        return b"".join(parts), f"gzip stream is corrupt ({err})"
-    return b"".join(parts), None
-
-
-def _jsonl_documents(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
-    error = None
-    if item.kind == "jsonl.gz":
-        data, error = _gunzip_salvaging(data)
-    lines = data.split(b"\n")
-    if error is not None:
-        lines = lines[:-1]  # the last line is cut where the stream broke
+def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
     any_line = False
     line_number = 0
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        any_line = True
-        source = f"{item.path}#{line_number}"
+    total = 0
+    with open_binary(item.path) as handle:
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            yield Rejection(READ_STAGE, "malformed_jsonl", source, len(line), f"line {line_number}: {err}")
-            continue
-        yield _record_to_document(record, source, item, profile, domain)
-    if error is not None:
-        yield Rejection(READ_STAGE, "unreadable", f"{item.path}#{line_number + 1}", item.size,
-                        f"{error}: records after line {line_number} lost")
-    elif not any_line:
-        yield Rejection(READ_STAGE, "empty", item.path, len(data), "file has no records")
+            for line_number, line in enumerate(lines(decompressed_chunks(handle, item.compression)), start=1):
+                total += len(line) + 1
+                if not line.strip():
+                    continue
+                any_line = True
+                source = f"{item.path}#{line_number}"
+                try:
+                    record = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                    yield Rejection(READ_STAGE, "malformed_jsonl", source, len(line), f"line {line_number}: {err}")
+                    continue
+                yield _record_to_document(record, source, item, profile, domain)
+        except BrokenStream as err:
+            yield _unreadable(item, f"{item.path}#{line_number + 1}", f"{err}: records after line {line_number} lost")
+            return
+    if not any_line:
+        yield Rejection(READ_STAGE, "empty", item.path, total, "file has no records")
 
 
-def _parquet_documents(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+    import io
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as err:
-        yield Rejection(READ_STAGE, "unreadable", item.path, len(data), f"not a readable Parquet file: {err}")
-        return
-    names = set(parquet.schema_arrow.names)
-    template_fields = [_template_fields(t) for t in profile.record_templates]
-    usable_templates = [fields for fields in template_fields if fields <= names]
-    if not any(f in names for f in profile.text_fields) and not usable_templates:
-        yield Rejection(READ_STAGE, "missing_text_field", item.path, len(data), f"no column among {list(profile.text_fields)}")
-        return
-    wanted = [f for f in (*profile.text_fields, *profile.language_fields, *profile.path_fields) if f in names]
-    wanted += sorted({f for fields in usable_templates for f in fields} - set(wanted))
-    row = 0
-    if parquet.metadata.num_rows == 0:
-        yield Rejection(READ_STAGE, "empty", item.path, len(data), "file has no rows")
-        return
-    try:
-        for batch in parquet.iter_batches(columns=wanted or None, batch_size=1024):
-            for record in batch.to_pylist():
-                yield _record_to_document(record, f"{item.path}#{row}", item, profile, domain)
-                row += 1
-    except (pa.ArrowException, OSError) as err:
-        yield Rejection(READ_STAGE, "unreadable", f"{item.path}#{row}", len(data), f"Parquet read failed at row {row}: {err}")
+    with open_binary(item.path) as handle:
+        # Parquet needs random access: a plain file is read row group by row group from its handle; an
+        # externally compressed one (rare: Parquet compresses inside) is decompressed in memory first.
+        source = handle if item.compression is None else io.BytesIO(b"".join(decompressed_chunks(handle, item.compression)))
+        try:
+            parquet = pq.ParquetFile(source)
+        except (pa.ArrowException, OSError) as err:
+            yield _unreadable(item, item.path, f"not a readable Parquet file: {err}")
+            return
+        names = set(parquet.schema_arrow.names)
+        template_fields = [_template_fields(t) for t in profile.record_templates]
+        usable_templates = [fields for fields in template_fields if fields <= names]
+        if not any(f in names for f in profile.text_fields) and not usable_templates:
+            yield Rejection(READ_STAGE, "missing_text_field", item.path, item.size, f"no column among {list(profile.text_fields)}")
+            return
+        wanted = [f for f in (*profile.text_fields, *profile.language_fields, *profile.path_fields) if f in names]
+        wanted += sorted({f for fields in usable_templates for f in fields} - set(wanted))
+        row = 0
+        if parquet.metadata.num_rows == 0:
+            yield Rejection(READ_STAGE, "empty", item.path, item.size, "file has no rows")
+            return
+        try:
+            for batch in parquet.iter_batches(columns=wanted or None, batch_size=1024):
+                for record in batch.to_pylist():
+                    yield _record_to_document(record, f"{item.path}#{row}", item, profile, domain)
+                    row += 1
+        except (pa.ArrowException, OSError) as err:
+            yield _unreadable(item, f"{item.path}#{row}", f"Parquet read failed at row {row}: {err}")

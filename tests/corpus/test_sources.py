@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,77 @@ def test_unknown_domain_and_bad_profile(tmp_path):
     bad.write_text("extensions: [1, 2\n")
     with pytest.raises(ValueError, match="p.yaml"):
         load_profile("code", bad)
+
+
+def _compressors():
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    return {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress, ".zst": zstandard.ZstdCompressor().compress}
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_record_and_source_files_are_read(tmp_path, suffix):
+    """JSONL dumps and source files in every compression Beam detects (zstd dumps are common on the
+    Hub): the same documents as the plain files, with the name as source; a cut stream keeps the records
+    before the cut and reports the rest as lost."""
+    compress = _compressors()[suffix]
+    records = "".join(json.dumps({"content": f"x_{i} = {i}\n", "path": f"m{i}.py"}) + "\n" for i in range(300))
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "dump.jsonl").write_text(records)
+    (tmp_path / "plain" / "tool.py").write_text("def tool():\n    return 1\n")
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / f"dump.jsonl{suffix}").write_bytes(compress(records.encode()))
+    (tmp_path / "packed" / f"tool.py{suffix}").write_bytes(compress(b"def tool():\n    return 1\n"))
+    whole = compress(records.encode())
+    (tmp_path / "packed" / f"cut.jsonl{suffix}").write_bytes(whole[: len(whole) * 2 // 3])
+    profile = load_profile("code")
+    plain, plain_rejected, _ = read_all(tmp_path / "plain", profile)
+    packed, packed_rejected, _ = read_all(tmp_path / "packed", profile)
+    assert not plain_rejected
+    texts = sorted(d.text for d in packed if "cut" not in d.source)
+    assert texts == sorted(d.text for d in plain) and len(texts) == 301
+    assert next(d for d in packed if "tool.py" in d.source).language == "python"
+    cut = [d for d in packed if "cut" in d.source]
+    assert [r.reason for r in packed_rejected] == ["unreadable"]
+    assert f"records after line {len(cut)} lost" in packed_rejected[0].detail
+    assert [d.text for d in cut] == [f"x_{i} = {i}\n" for i in range(len(cut))]  # every record before the cut
+
+
+def test_concatenated_gzip_members_are_read_through(tmp_path):
+    import gzip
+
+    (tmp_path / "two.jsonl.gz").write_bytes(gzip.compress(b'{"content": "a = 1\\n"}\n') + gzip.compress(b'{"content": "b = 2\\n"}\n'))
+    documents, rejected, _ = read_all(tmp_path, load_profile("code"))
+    assert [d.text for d in documents] == ["a = 1\n", "b = 2\n"] and not rejected
+
+
+def test_a_record_file_is_streamed_not_read_whole(tmp_path, monkeypatch):
+    """Memory per file is one read chunk and one record: the reader never asks for the whole file."""
+    from specialize.corpus import streams
+
+    (tmp_path / "big.jsonl").write_text("".join(json.dumps({"content": f"v = {i}\n"}) + "\n" for i in range(20_000)))
+    reads: list[int] = []
+    real_open = streams.open_binary
+
+    def counting_open(path):
+        handle = real_open(path)
+        original = handle.read
+
+        def read(size=-1):
+            reads.append(size)
+            return original(size)
+
+        handle.read = read
+        return handle
+
+    monkeypatch.setattr(streams, "open_binary", counting_open)
+    monkeypatch.setattr("specialize.corpus.sources.open_binary", counting_open)
+    monkeypatch.setattr(streams, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(streams.decompressed_chunks, "__defaults__", (4096,))
+    documents, rejected, _ = read_all(tmp_path, load_profile("code"))
+    assert len(documents) == 20_000 and not rejected
+    assert reads and all(0 < size <= 4096 for size in reads) and len(reads) > 50

@@ -58,3 +58,31 @@ def test_build_with_quality_stages(tmp_path):
     assert "AKIAQ3EGRZ7XW5NYPL2M" not in result.output  # samples are redacted
     result = runner.invoke(app, ["corpus", "inspect", str(out), "--reason", "nope"])
     assert result.exit_code == 2 and "exact_dedup/exact_duplicate" in result.output
+
+
+def test_unconverged_near_dedup_is_a_loud_warning_and_a_strict_failure(tmp_path):
+    """A chain of near-duplicates (each document one word shifted from the last) needs several
+    Large-Star/Small-Star rounds; with one round the build says so on the CLI and in the manifest,
+    and --strict refuses it."""
+    import pytest
+
+    from specialize.corpus.sources import StrictModeError
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    words = [f"token{i}" for i in range(80)]
+    for k in range(24):
+        (repo / f"m{k:02d}.py").write_text("values = [" + ", ".join(f"'{w}'" for w in words[k : k + 40]) + "]\n")
+    quality = QualityConfig(filters=False, secrets=False, decontaminate=[], near_dedup_settings={"rounds": 1})
+    settings = dict(domain="code", inputs=[str(repo)], seq_length=64, quality=quality)
+    manifest = run_build(BuildSettings(output=str(tmp_path / "out"), **settings))
+    assert not manifest["stages"]["near_dedup"]["converged"]
+    assert any("did not converge in 1 rounds" in w and "rounds=2" in w for w in manifest["warnings"])
+    shown = CliRunner().invoke(app, ["corpus", "stats", str(tmp_path / "out")])
+    assert "did not converge" in shown.output
+    with pytest.raises(StrictModeError, match="did not converge"):
+        run_build(BuildSettings(output=str(tmp_path / "strict"), strict=True, **settings))
+    converged = run_build(BuildSettings(output=str(tmp_path / "enough"), **{**settings, "quality": QualityConfig(
+        filters=False, secrets=False, decontaminate=[])}))
+    assert converged["stages"]["near_dedup"]["converged"] and not converged["warnings"]
+    assert converged["totals"]["documents"] < 24
