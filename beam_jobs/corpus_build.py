@@ -57,7 +57,7 @@ class BuildSettings:
     runner: str = "direct"
     workers: int = 1  # local SDK workers: processes, or bundle threads with runner_mode="multi_threading"
     runner_mode: str = "auto"  # local FnApiRunner mode: auto | in_memory | multi_threading | multi_processing
-    tokenizer_threads: int = 1  # tiktoken threads per worker (it releases the GIL)
+    tokenizer_threads: int | None = 1  # tiktoken threads per worker (it releases the GIL); None: the worker's cores
     remote_settings: dict = field(default_factory=dict)
     samples_per_reason: int = 20
     quality: QualityConfig = field(default_factory=QualityConfig)  # filters, dedup, decontamination switches
@@ -89,7 +89,7 @@ class ReadSources(beam.PTransform):
 class _TokenizeFn(beam.DoFn):
     """Tokenizes documents in batches: tiktoken releases the GIL, so a batch uses every core."""
 
-    def __init__(self, spec: TokenizerSpec, num_shards: int, threads: int, batch_bytes: int = 8 << 20):
+    def __init__(self, spec: TokenizerSpec, num_shards: int, threads: int | None, batch_bytes: int = 8 << 20):
         self._spec, self._num_shards, self._threads, self._batch_bytes = spec, num_shards, threads, batch_bytes
         self._tokenizer = None
         self._batch: list[Document] = []
@@ -97,6 +97,10 @@ class _TokenizeFn(beam.DoFn):
 
     def setup(self):
         self._tokenizer = self._spec.load()
+        if self._threads is None:  # decided on the worker, from its own cores (not the launcher's)
+            from beam_jobs.runner import default_workers
+
+            self._threads = default_workers()
 
     def start_bundle(self):
         self._batch, self._batch_size = [], 0
@@ -138,7 +142,7 @@ def shard_of(source: str, num_shards: int) -> int:
 class Tokenize(beam.PTransform):
     """Documents -> (shard index, row) with ``<|endoftext|>`` after each document, no specials from text."""
 
-    def __init__(self, spec: TokenizerSpec, num_shards: int, threads: int = 1):
+    def __init__(self, spec: TokenizerSpec, num_shards: int, threads: int | None = 1):
         super().__init__()
         self._spec, self._num_shards, self._threads = spec, num_shards, threads
 

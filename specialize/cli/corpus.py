@@ -67,7 +67,7 @@ def build(
 ) -> None:
     """Read raw code or math files, clean them and write tokenized Arrow shards plus a manifest."""
     from beam_jobs.corpus_build import BuildSettings, run_build
-    from beam_jobs.runner import default_workers
+    from beam_jobs.runner import LOCAL_RUNNERS, default_workers
     from specialize.cli.quality import build_quality_config
     from specialize.corpus import defaults
     from specialize.corpus.report import print_summary
@@ -91,7 +91,8 @@ def build(
         runner=runner,
         workers=max(1, workers),
         runner_mode=runner_mode,
-        tokenizer_threads=max(1, default_workers() // max(1, workers)),
+        # Local: this machine's cores shared by the local workers; remote: each worker's own, found there.
+        tokenizer_threads=max(1, default_workers() // max(1, workers)) if runner.lower() in LOCAL_RUNNERS else None,
         remote_settings=remote,
         quality=build_quality_config(
             no_quality=no_quality, no_filters=no_filters, no_secrets=no_secrets, no_exact_dedup=no_exact_dedup,
@@ -99,7 +100,8 @@ def build(
             no_decontaminate=no_decontaminate, decontaminate_ngram=decontaminate_ngram, quality_model=quality_model,
             min_quality=min_quality, source_weight=source_weight or []),
     )
-    typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} worker process(es) x {settings.tokenizer_threads} tokenizer threads)", err=True)
+    threads = settings.tokenizer_threads or "each worker's cores as"
+    typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} worker(s) x {threads} tokenizer threads)", err=True)
     from beam_jobs.runners import RunnerSettingsError
 
     try:

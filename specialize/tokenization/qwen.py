@@ -82,6 +82,8 @@ def _fetch_remote_tokenizer(url: str) -> Path:
     """
     import os
     import tempfile
+    import threading
+    import uuid
 
     from apache_beam.io.filesystems import FileSystems
 
@@ -99,7 +101,8 @@ def _fetch_remote_tokenizer(url: str) -> Path:
         if not target.is_file():
             with FileSystems.open(source, compression_type="uncompressed") as handle:
                 data = handle.read()
-            temporary = target.with_suffix(f".tmp{os.getpid()}")
+            # Unique per process and thread: Beam runs several bundles per process, each may fetch.
+            temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
             temporary.write_bytes(data)
             temporary.replace(target)
     return cache / next(iter(sources)) if len(sources) == 1 else cache
