@@ -1,11 +1,13 @@
 """Exact and near-duplicate removal as Beam stages: ``docs, dropped = docs | ExactDedup()`` etc.
 
-Exact: group by the hash of the whitespace-normalised text; the smallest ``source`` of a group stays.
+Exact: group (hash of the whitespace-normalised text, source id) pairs by hash; the smallest ``source``
+of a group stays, and the documents are joined back by source to drop the others. No shuffle groups
+document texts under one key (a text copied 10^5 times is 10^5 ids on its hash, not 10^5 documents).
 
 Near (MinHash + LSH + connected components), with no step that needs every signature in one place:
 
     documents --Signatures--> (band key, source) --GroupByKey--> candidate edges (bucket min, member)
-      [--Verify: exact Jaccard of the two shingle sets, joined by source--> verified edges]
+      [--Verify: the centre's shingles sent to each member, exact Jaccard there--> verified edges]
       --(Large-Star, Small-Star) x rounds--> one star per component, centred on its smallest source
       --ConvergenceCheck--> _stats/stage-near_dedup.json
       --join with documents by source--> kept (component centres and singletons) + Rejections
@@ -35,25 +37,47 @@ NEAR_STAGE = "near_dedup"
 # Exact
 
 
-def _exact_survivor(keyed):
-    _, documents = keyed
-    documents = sorted(documents, key=lambda d: d.source)
-    survivor = documents[0]
-    yield survivor
-    for duplicate in documents[1:]:
-        yield beam.pvalue.TaggedOutput(REJECTED, reject(EXACT_STAGE, "exact_duplicate", duplicate,
-                                                        f"same normalised text as {survivor.source}"))
+def _exact_losers(keyed):
+    """A group of sources with one normalised-text hash -> (source, survivor) for every other member.
+
+    Only ids travel through this shuffle: a hash shared by 10^5 copies (a licence file, a generated
+    stub) costs 10^5 short strings on one key, not 10^5 documents.
+    """
+    _, sources = keyed
+    members = sorted(set(sources))
+    for duplicate in members[1:]:
+        yield duplicate, members[0]
+
+
+def _drop_exact(keyed):
+    _, grouped = keyed
+    survivors = list(grouped["survivor"])
+    for document in grouped["document"]:
+        if survivors:
+            yield beam.pvalue.TaggedOutput(REJECTED, reject(EXACT_STAGE, "exact_duplicate", document,
+                                                            f"same normalised text as {survivors[0]}"))
+        else:
+            yield document
 
 
 class ExactDedup(beam.PTransform):
-    """Documents -> (one document per normalised text, rejections ``exact_dedup/exact_duplicate``)."""
+    """Documents -> (one document per normalised text, rejections ``exact_dedup/exact_duplicate``).
+
+    Groups (hash, source id) pairs to find the losers, then joins the documents back by source: each
+    document crosses one shuffle on its own key, never grouped with its duplicates (hot keys).
+    """
 
     def expand(self, documents):
-        outputs = (
+        losers = (
             documents
-            | "KeyByHash" >> beam.Map(lambda d: (exact_key(d.text), d))
+            | "KeyByHash" >> beam.Map(lambda d: (exact_key(d.text), d.source))
             | "GroupByHash" >> beam.GroupByKey()
-            | "KeepSmallestSource" >> beam.FlatMap(_exact_survivor).with_outputs(REJECTED, main=KEPT)
+            | "Losers" >> beam.FlatMap(_exact_losers)
+        )
+        outputs = (
+            {"document": documents | "KeyBySource" >> beam.Map(lambda d: (d.source, d)), "survivor": losers}
+            | "JoinDocuments" >> beam.CoGroupByKey()
+            | "DropDuplicates" >> beam.FlatMap(_drop_exact).with_outputs(REJECTED, main=KEPT)
         )
         return outputs[KEPT], outputs[REJECTED]
 
@@ -110,13 +134,16 @@ def _bucket_edges(keyed):
         yield other, members[0]
 
 
-def _attach_first_shingles(keyed):
-    source, grouped = keyed
+def _send_centre_shingles(keyed):
+    """Keyed by a bucket's smallest member: send its shingles to each member it has an edge to. The
+    centre's key holds member ids and one array, whatever the cluster size; each member's key then
+    receives one array per centre it hangs on (one, almost always)."""
+    centre, grouped = keyed
     shingles = list(grouped["shingles"])
     if not shingles:
         return
-    for other in grouped["edges"]:
-        yield other, (source, shingles[0])
+    for member in grouped["members"]:
+        yield member, (centre, shingles[0])
 
 
 def _verify_pairs(keyed, threshold: float):
@@ -222,10 +249,11 @@ class NearDedup(beam.PTransform):
         edges = candidates
         if verify:
             shingles = signed[_SignatureFn.SHINGLES]
+            by_centre = candidates | "KeyByCentre" >> beam.Map(lambda edge: (edge[1], edge[0]))
             with_first = (
-                {"edges": candidates, "shingles": shingles}
+                {"members": by_centre, "shingles": shingles}
                 | "JoinFirst" >> beam.CoGroupByKey()
-                | "AttachFirst" >> beam.FlatMap(_attach_first_shingles)
+                | "AttachFirst" >> beam.FlatMap(_send_centre_shingles)
             )
             verified = (
                 {"pairs": with_first, "shingles": shingles}
