@@ -13,18 +13,17 @@ ARG NGC_PYTORCH=25.10-py3
 # ---------------------------------------------------------------------------------------------
 # Beam worker: Apache Beam's SDK container plus this package, so workers can import specialize.
 FROM apache/beam_python${BEAM_PYTHON}_sdk:${BEAM_VERSION} AS beam
-ARG TORCH_VERSION=2.13.0
 WORKDIR /opt/specialize
 COPY pyproject.toml README.md ./
 COPY specialize ./specialize
 COPY beam_jobs ./beam_jobs
 # specialize/megatron_configs links here: the presets and run configs are package data of the wheel.
 COPY megatron_configs ./megatron_configs
-# torch is a dependency of the package but the corpus pipeline never runs a model: the CPU wheel
-# keeps the image gigabytes smaller than PyPI's CUDA build. apache-beam is already in the base image
-# at BEAM_VERSION and satisfies the package's requirement, so pip keeps it.
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}" \
-    && pip install --no-cache-dir ./ \
+# The corpus pipeline never runs a model: the package goes in without its dependencies, plus only
+# what the workers import (beam_jobs/worker-requirements.txt: no torch, megatron-core or transformers).
+# apache-beam is the base image's, at BEAM_VERSION (the submitter's version).
+RUN pip install --no-cache-dir -r beam_jobs/worker-requirements.txt \
+    && pip install --no-cache-dir --no-deps ./ \
     && python -c "import apache_beam, beam_jobs.corpus_build, specialize; print('beam', apache_beam.__version__)"
 # The base image's ENTRYPOINT (/opt/apache/beam/boot) is kept: runners start the SDK harness through it.
 

@@ -20,7 +20,8 @@ Settings per runner (YAML keys are Beam's own option names, without ``--``):
   ``disk_size_gb``, ``service_account_email``, ``network``, ``subnetwork``, ``use_public_ips``,
   ``labels`` (mapping), ``experiments``, ``dataflow_service_options``. The workers must be able to
   import ``specialize``: give ``sdk_container_image`` (the ``beam`` target of our Dockerfile,
-  recommended) or ``setup_file`` (the repo's ``pyproject.toml``) or ``extra_packages`` (a built wheel).
+  the only way: ``setup_file`` and ``extra_packages`` are refused, they would make every worker
+  pip-install torch and megatron-core at boot).
 - ``flink`` / ``spark``: either ``job_endpoint`` (a running Beam job server: PortableRunner) or
   ``flink_master`` / ``spark_master_url`` (Beam's FlinkRunner / SparkRunner start the job server
   themselves); ``environment_type`` (DOCKER, EXTERNAL, PROCESS or LOOPBACK) and
@@ -229,23 +230,47 @@ def _require(runner: str, settings: Mapping[str, Any], *keys: str) -> None:
         )
 
 
+def _check_packaging(runner: str, settings: Mapping[str, Any]) -> None:
+    """Workers get specialize from our ``beam`` image, never by installing the package at boot.
+
+    ``setup_file: ./pyproject.toml`` fails at submission (Beam builds an sdist with ``build``, which a
+    plain install lacks), and both it and ``extra_packages`` make every worker pip-install the
+    package's dependencies (torch, megatron-core: gigabytes) when it starts.
+    """
+    for key in ("setup_file", "extra_packages"):
+        if settings.get(key):
+            raise RunnerSettingsError(
+                f"{runner}: {key} would make every worker pip-install specialize with torch and megatron-core at "
+                "boot (and setup_file needs `build` at submission): use the worker image instead, "
+                "`docker build --target beam` (the package without its training dependencies, "
+                "beam_jobs/worker-requirements.txt), as " + (
+                    "sdk_container_image" if runner == "dataflow" else "environment_config with environment_type DOCKER, "
+                    "or as the worker-pool sidecar image with EXTERNAL"))
+
+
 def _check_dataflow(settings: Mapping[str, Any]) -> str:
     _require("dataflow", settings, "project", "region", "temp_location")
     for key in ("temp_location", "staging_location"):
         value = settings.get(key)
         if value and not str(value).startswith("gs://"):
             raise RunnerSettingsError(f"dataflow {key} must be a gs:// path, got {value!r}")
-    if not any(settings.get(k) for k in ("sdk_container_image", "setup_file", "extra_packages")):
+    _check_packaging("dataflow", settings)
+    if not settings.get("sdk_container_image"):
         raise RunnerSettingsError(
-            "dataflow workers must be able to import specialize: set sdk_container_image (the image built "
-            "with `docker build --target beam`), or setup_file (path to this repo's pyproject.toml), "
-            "or extra_packages (a wheel built with `pip wheel --no-deps .`)"
+            "dataflow workers must be able to import specialize: set sdk_container_image to the image built "
+            "with `docker build --target beam` (pushed where Dataflow can pull it)"
         )
     return "DataflowRunner"
 
 
 def _check_environment(runner: str, settings: Mapping[str, Any]) -> None:
-    env_type = str(settings.get("environment_type") or "DOCKER").upper()
+    if not settings.get("environment_type"):
+        raise RunnerSettingsError(
+            f"{runner} needs environment_type: EXTERNAL (a Beam worker-pool sidecar next to each task manager, "
+            "running our `beam` image: what works on Kubernetes, whose task managers have no Docker daemon), "
+            "DOCKER (task managers start our `beam` image themselves; needs a Docker daemon on them) or PROCESS. "
+            "Beam's own default, DOCKER with Beam's SDK image, cannot import specialize")
+    env_type = str(settings.get("environment_type")).upper()
     if env_type not in ENVIRONMENT_TYPES:
         raise RunnerSettingsError(
             f"{runner} environment_type must be one of {', '.join(ENVIRONMENT_TYPES)}, got {env_type!r}"
@@ -280,6 +305,24 @@ def _check_portable(runner: str, settings: Mapping[str, Any], master_key: str, d
             f"or {master_key} (the cluster master; {direct_runner} starts a job server for it)"
         )
     _check_environment(runner, settings)
+    _check_packaging(runner, settings)
+    if master and runner == "flink" and not _as_bool("flink_submit_uber_jar", settings.get("flink_submit_uber_jar", False)):
+        raise RunnerSettingsError(
+            "flink with flink_master needs flink_submit_uber_jar: true: otherwise Beam's job server keeps the "
+            "pipeline's artifacts on its own local disk, where the task managers cannot read them (apache/beam "
+            "issues 24367, 32743); or run a job server in the cluster and give job_endpoint instead")
+    if master and runner == "spark":
+        uber = _as_bool("spark_submit_uber_jar", settings.get("spark_submit_uber_jar", False))
+        if not uber:
+            raise RunnerSettingsError(
+                "spark with spark_master_url needs spark_submit_uber_jar: true and spark_rest_url: otherwise Beam's "
+                "job server keeps the pipeline's artifacts on its own local disk, where the executors cannot read "
+                "them; or run a job server in the cluster and give job_endpoint instead")
+    if settings.get("spark_submit_uber_jar") and _as_bool("spark_submit_uber_jar", settings["spark_submit_uber_jar"]) \
+            and not settings.get("spark_rest_url"):
+        raise RunnerSettingsError(
+            "spark_submit_uber_jar needs spark_rest_url (the Spark master's REST endpoint, e.g. "
+            "http://spark-master:6066), which Beam submits the jar to")
     return "PortableRunner" if endpoint else direct_runner
 
 
@@ -309,9 +352,6 @@ def runner_flags(runner: str, settings: Mapping[str, Any]) -> list[str]:
         beam_runner = _check_portable("flink", settings, "flink_master", "FlinkRunner")
     else:
         beam_runner = _check_portable("spark", settings, "spark_master_url", "SparkRunner")
-    if runner != "dataflow" and "environment_type" not in settings:
-        settings["environment_type"] = "DOCKER"
-
     flags = [f"--runner={beam_runner}"]
     for key in sorted(settings, key=lambda k: (k == "extra_flags", k)):  # raw flags go last
         flags += accepted[key](key, settings[key])

@@ -46,16 +46,25 @@ def test_dataflow_settings_become_google_cloud_and_worker_options():
     assert worker.sdk_container_image == DATAFLOW["sdk_container_image"]
 
 
-def test_cli_strings_are_coerced_and_packaging_by_setup_file():
-    settings = {k: v for k, v in DATAFLOW.items() if k not in ("sdk_container_image", "labels")}
-    settings.update(max_num_workers="50", setup_file="./pyproject.toml", save_main_session="false",
-                    extra_packages="dist/a.whl,dist/b.whl")
+def test_cli_strings_are_coerced():
+    settings = {k: v for k, v in DATAFLOW.items() if k != "labels"}
+    settings.update(max_num_workers="50", save_main_session="false", requirements_file="reqs.txt")
     options = remote_runner_options("dataflow", settings)
     assert options.view_as(WorkerOptions).max_num_workers == 50
     setup = options.view_as(SetupOptions)
-    assert setup.setup_file == "./pyproject.toml"
-    assert setup.save_main_session is False
-    assert setup.extra_packages == ["dist/a.whl", "dist/b.whl"]
+    assert setup.save_main_session is False and setup.requirements_file == "reqs.txt"
+
+
+@pytest.mark.parametrize("runner,base", [
+    ("dataflow", DATAFLOW),
+    ("flink", {"job_endpoint": "js:8099", "environment_type": "EXTERNAL", "environment_config": "localhost:50000"}),
+])
+@pytest.mark.parametrize("packaging", [{"setup_file": "./pyproject.toml"}, {"extra_packages": "dist/a.whl"}])
+def test_installing_the_package_on_workers_at_boot_is_refused(runner, base, packaging):
+    """setup_file fails at submission (no `build`) and both would pip-install torch and megatron on
+    every worker: the `beam` image is the way."""
+    with pytest.raises(RunnerSettingsError, match="torch and megatron-core at boot.*--target beam"):
+        remote_runner_options(runner, {**base, **packaging})
 
 
 @pytest.mark.parametrize("missing", ["project", "region", "temp_location"])
@@ -98,27 +107,40 @@ def test_flink_job_endpoint_is_portable_runner_with_external_workers():
     assert options.view_as(FlinkRunnerOptions).parallelism == 16
 
 
-def test_flink_master_uses_flink_runner_and_docker_needs_our_image():
+def test_flink_master_uses_flink_runner_with_an_uber_jar_and_an_explicit_environment():
+    master = {"flink_master": "flink-jobmanager:8081", "flink_submit_uber_jar": "true"}
+    with pytest.raises(RunnerSettingsError, match="needs environment_type: EXTERNAL.*no Docker daemon"):
+        remote_runner_options("flink", master)  # Beam's default would be DOCKER with its own SDK image
     with pytest.raises(RunnerSettingsError, match="environment_config"):
-        remote_runner_options("flink", {"flink_master": "flink-jobmanager:8081"})
-    options = remote_runner_options("flink", {
-        "flink_master": "flink-jobmanager:8081",
-        "environment_config": "registry/specialize-beam:0.1.0",
-    })
+        remote_runner_options("flink", {**master, "environment_type": "DOCKER"})
+    with pytest.raises(RunnerSettingsError, match="flink_submit_uber_jar: true.*local disk"):
+        remote_runner_options("flink", {"flink_master": "flink-jobmanager:8081", "environment_type": "DOCKER",
+                                        "environment_config": "registry/specialize-beam:0.1.0"})
+    options = remote_runner_options("flink", {**master, "environment_type": "DOCKER",
+                                              "environment_config": "registry/specialize-beam:0.1.0"})
     assert options.view_as(StandardOptions).runner == "FlinkRunner"
     assert options.view_as(FlinkRunnerOptions).flink_master == "flink-jobmanager:8081"
+    assert options.view_as(FlinkRunnerOptions).flink_submit_uber_jar is True
     assert options.view_as(PortableOptions).environment_type == "DOCKER"
 
 
 def test_spark_master_url_and_endpoint_rules():
+    with pytest.raises(RunnerSettingsError, match="spark_submit_uber_jar: true and spark_rest_url"):
+        remote_runner_options("spark", {"spark_master_url": "spark://m:7077", "environment_type": "EXTERNAL",
+                                        "environment_config": "localhost:50000"})
+    with pytest.raises(RunnerSettingsError, match="spark_submit_uber_jar needs spark_rest_url"):
+        remote_runner_options("spark", {"spark_master_url": "spark://m:7077", "spark_submit_uber_jar": True,
+                                        "environment_type": "EXTERNAL", "environment_config": "localhost:50000"})
     options = remote_runner_options("spark", {
         "spark_master_url": "spark://spark-master:7077",
+        "spark_submit_uber_jar": True, "spark_rest_url": "http://spark-master:6066",
         "environment_type": "PROCESS",
         "environment_config": '{"command": "/opt/apache/beam/boot"}',
         "extra_flags": ["--sdk_worker_parallelism=4"],
     })
     assert options.view_as(StandardOptions).runner == "SparkRunner"
     assert options.view_as(SparkRunnerOptions).spark_master_url == "spark://spark-master:7077"
+    assert options.view_as(SparkRunnerOptions).spark_rest_url == "http://spark-master:6066"
     assert str(options.view_as(PortableOptions).sdk_worker_parallelism) == "4"  # Beam keeps this one a string
     with pytest.raises(RunnerSettingsError, match="job_endpoint.*spark_master_url"):
         remote_runner_options("spark", {"environment_type": "LOOPBACK"})
