@@ -31,7 +31,8 @@ from beam_jobs.runner import (
     pipeline_options,
     use_options_for_filesystems,
 )
-from beam_jobs.stages import DocumentStage, ReportRejections
+from beam_jobs.stage_stats import WriteStageStats
+from beam_jobs.stages import KEPT, REJECTED, DocumentStage, ReportRejections
 from specialize.corpus import outputs
 from specialize.corpus.document import Document, Rejection
 from specialize.corpus.manifest import STATS_DIR, assemble_manifest, build_stats_dir
@@ -67,29 +68,70 @@ class BuildSettings:
 # Stages
 
 
+SIZES = "sizes"
+
+
+class _ReadFn(beam.DoFn):
+    """One file -> its documents (main), rejections, and its size for shard sizing (``sizes``)."""
+
+    def __init__(self, profile: DomainProfile, domain: str, strict: bool):
+        self._profile, self._domain, self._strict = profile, domain, strict
+
+    def process(self, item: InputFile):
+        meter = [0]
+        for result in read_input_file(item, self._profile, self._domain, meter=meter):
+            if isinstance(result, Rejection):
+                if self._strict:
+                    raise StrictModeError(f"{result.source}: {result.reason}: {result.detail} (--strict)")
+                yield beam.pvalue.TaggedOutput(REJECTED, result)
+            else:
+                yield result
+        yield beam.pvalue.TaggedOutput(SIZES, sharding_bytes(item, meter[0]))
+
+
+def sharding_bytes(item: InputFile, measured: int) -> int:
+    """The bytes a file counts for the shard count: its size when that is its text (a plain source or
+    JSONL file: exactly what the launcher counted before), else what reading it measured (a compressed
+    file's decompressed bytes, a Parquet file's record text), 3-6x its size on disk."""
+    return item.size if item.compression is None and item.kind != "parquet" else measured
+
+
 class ReadSources(beam.PTransform):
-    """Input files -> (documents, rejections). Decoding and normalisation happen here, per file."""
+    """Input files -> (documents, rejections, sizes). Decoding and normalisation happen here, per file."""
 
     def __init__(self, profile: DomainProfile, domain: str, strict: bool):
         super().__init__()
         self._profile, self._domain, self._strict = profile, domain, strict
 
     def expand(self, files):
-        profile, domain, strict = self._profile, self._domain, self._strict
+        outputs = files | "ReadFiles" >> beam.ParDo(_ReadFn(self._profile, self._domain, self._strict)).with_outputs(
+            REJECTED, SIZES, main=KEPT)
+        return outputs[KEPT], outputs[REJECTED], outputs[SIZES]
 
-        def read(item: InputFile):
-            for result in read_input_file(item, profile, domain):
-                if strict and isinstance(result, Rejection):
-                    raise StrictModeError(f"{result.source}: {result.reason}: {result.detail} (--strict)")
-                yield result
 
-        return files | "ReadFiles" >> DocumentStage(read, label="ReadFiles")
+class ShardCount(beam.PTransform):
+    """Sizes of the files read -> the number of shards: ``fixed``, or one per ``target_bytes`` of text."""
+
+    def __init__(self, fixed: int | None, target_bytes: int, stats_dir: str | None = None):
+        super().__init__()
+        self._fixed, self._target, self._stats_dir = fixed, target_bytes, stats_dir
+
+    def expand(self, sizes):
+        fixed, target = self._fixed, self._target
+        total = sizes | "Total" >> beam.CombineGlobally(sum)
+        count = total | "Shards" >> beam.Map(lambda n: fixed or max(1, math.ceil(n / target)))
+        if self._stats_dir is not None:
+            (total
+             | "Describe" >> beam.Map(lambda n: {"bytes_read": n, "target_bytes_per_shard": target, "fixed": fixed is not None,
+                                                 "num_shards": fixed or max(1, math.ceil(n / target))})
+             | "Stats" >> WriteStageStats(self._stats_dir, "sharding"))
+        return count
 
 
 class _TokenizeFn(beam.DoFn):
     """Tokenizes documents in batches: tiktoken releases the GIL, so a batch uses every core."""
 
-    def __init__(self, spec: TokenizerSpec, num_shards: int, threads: int | None, batch_bytes: int = 8 << 20):
+    def __init__(self, spec: TokenizerSpec, num_shards: int | None, threads: int | None, batch_bytes: int = 8 << 20):
         self._spec, self._num_shards, self._threads, self._batch_bytes = spec, num_shards, threads, batch_bytes
         self._tokenizer = None
         self._batch: list[Document] = []
@@ -105,7 +147,9 @@ class _TokenizeFn(beam.DoFn):
     def start_bundle(self):
         self._batch, self._batch_size = [], 0
 
-    def process(self, document: Document):
+    def process(self, document: Document, num_shards: int | None = None):
+        if num_shards is not None:  # the side input of a build; a fixed count otherwise
+            self._num_shards = num_shards
         self._batch.append(document)
         self._batch_size += len(document.text)
         if self._batch_size >= self._batch_bytes:
@@ -142,22 +186,26 @@ def shard_of(source: str, num_shards: int) -> int:
 class Tokenize(beam.PTransform):
     """Documents -> (shard index, row) with ``<|endoftext|>`` after each document, no specials from text."""
 
-    def __init__(self, spec: TokenizerSpec, num_shards: int, threads: int | None = 1):
+    def __init__(self, spec: TokenizerSpec, num_shards, threads: int | None = 1):
+        """``num_shards``: an int, or a one-element PCollection (``ShardCount``) decided in the pipeline."""
         super().__init__()
         self._spec, self._num_shards, self._threads = spec, num_shards, threads
 
     def expand(self, documents):
-        return documents | beam.ParDo(_TokenizeFn(self._spec, self._num_shards, self._threads))
+        if isinstance(self._num_shards, int):
+            return documents | beam.ParDo(_TokenizeFn(self._spec, self._num_shards, self._threads))
+        return documents | beam.ParDo(_TokenizeFn(self._spec, None, self._threads),
+                                      num_shards=beam.pvalue.AsSingleton(self._num_shards))
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, output_dir: str, num_shards: int, build_id: str | None):
+    def __init__(self, output_dir: str, num_shards: int | None, build_id: str | None):
         self._output_dir, self._num_shards, self._build_id = output_dir, num_shards, build_id
 
-    def process(self, keyed_rows):
+    def process(self, keyed_rows, num_shards: int | None = None):
         index, rows = keyed_rows
         rows = sorted(rows, key=lambda r: r["source"])
-        name = shard_name(index, self._num_shards, self._build_id)
+        name = shard_name(index, num_shards or self._num_shards, self._build_id)
         data = table_to_ipc_bytes(rows_to_table(rows))
         outputs.write_atomic(outputs.join(self._output_dir, name), data)
         languages: dict[str, dict[str, int]] = {}
@@ -184,7 +232,8 @@ class WriteShards(beam.PTransform):
     """(shard index, row) -> Arrow IPC shards written atomically, plus one stats file per shard, both
     named by the build id (None: the unversioned names, for writing a shard set outside a build)."""
 
-    def __init__(self, output_dir: str, num_shards: int, build_id: str | None = None):
+    def __init__(self, output_dir: str, num_shards, build_id: str | None = None):
+        """``num_shards``: an int, or the one-element PCollection the documents were sharded by."""
         super().__init__()
         self._output_dir, self._num_shards, self._build_id = output_dir, num_shards, build_id
 
@@ -192,7 +241,10 @@ class WriteShards(beam.PTransform):
         return (
             keyed_rows
             | "GroupByShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShardFn(self._output_dir, self._num_shards, self._build_id))
+            | "Write" >> (beam.ParDo(_WriteShardFn(self._output_dir, self._num_shards, self._build_id))
+                          if isinstance(self._num_shards, int) else
+                          beam.ParDo(_WriteShardFn(self._output_dir, None, self._build_id),
+                                     num_shards=beam.pvalue.AsSingleton(self._num_shards)))
         )
 
 
@@ -206,7 +258,6 @@ def build_pipeline(
     profile: DomainProfile,
     files: list[InputFile],
     discovered_rejections: list[Rejection],
-    num_shards: int,
     build_id: str | None = None,
 ) -> None:
     spec = TokenizerSpec(settings.tokenizer)
@@ -220,12 +271,15 @@ def build_pipeline(
         | "ReadListing" >> DocumentStage(read_listing, label="ReadListing")
     )
     rejected = [listed_rejections]
-    documents, read_rejected = (
+    documents, read_rejected, sizes = (
         files_pc
         | "Spread" >> beam.Reshuffle()
         | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
     )
     rejected.append(read_rejected)
+    # Decided from what was read (decompressed bytes for compressed files), not from sizes on disk;
+    # the count and the bytes it came from are in the manifest's stages.sharding.
+    num_shards = sizes | "ShardCount" >> ShardCount(settings.num_shards, settings.shard_text_bytes, stats_dir)
     if any(f.kind != "source" for f in files) and not _single_worker(settings):
         # A record file's documents all come out of one DoFn call; spread them over the workers before
         # the expensive stages, so one large dump is not a straggler (Beam's ReadAllFromText does the same).
@@ -331,14 +385,13 @@ def run_build(settings: BuildSettings) -> dict:
         raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
     tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts
     total_bytes = sum(f.size for f in files)
-    num_shards = settings.num_shards or max(1, math.ceil(total_bytes / settings.shard_text_bytes))
 
     # A new build id: the running build writes beside the current one, which stays readable (its
     # manifest unchanged) until this build's manifest replaces it; only then are older files deleted.
     build_id = outputs.new_build_id()
     outputs.make_dirs(settings.output)
     pipeline = create_pipeline(settings.runner, options=options)
-    build_pipeline(pipeline, settings, profile, files, discovered_rejections, num_shards, build_id)
+    build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id)
     result = pipeline.run()
     result.wait_until_finish()
 
@@ -354,7 +407,6 @@ def run_build(settings: BuildSettings) -> dict:
         "pruned_dir_count": {reason: len(dirs) for reason, dirs in pruned_dirs.items()},
     }
     recorded = {k: v for k, v in asdict(settings).items() if k not in ("remote_settings",)}
-    recorded["num_shards"] = num_shards
     manifest = assemble_manifest(
         settings.output,
         build_id=build_id,

@@ -126,27 +126,34 @@ def _list_files(given: str, profile: DomainProfile, pruned: dict[str, list[str]]
                 yield full, 0  # reported as unreadable when read
 
 
-def read_input_file(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+def read_input_file(item: InputFile, profile: DomainProfile, domain: str,
+                    meter: list[int] | None = None) -> Iterator[Document | Rejection]:
     """Documents of one file, or the rejections explaining what was skipped and why.
 
     Record files (JSONL, Parquet) are streamed, one record at a time; a source file is one document,
-    read up to ``max_file_bytes`` (after decompression).
+    read up to ``max_file_bytes`` (after decompression). ``meter[0]`` is increased by the bytes read
+    after decompression (Parquet: the text of its records), which the build sizes shards by.
     """
+    meter = meter if meter is not None else [0]
     if item.kind == "source" and item.compression is None and item.size > profile.max_file_bytes:
         yield Rejection(READ_STAGE, "too_large", item.path, item.size, f"{item.size} bytes > max_file_bytes {profile.max_file_bytes}")
         return
     try:
         if item.kind == "source":
             data, too_large = read_limited(item.path, item.compression, profile.max_file_bytes)
+            meter[0] += len(data)
             if too_large:
                 yield Rejection(READ_STAGE, "too_large", item.path, item.size,
                                 f"more than max_file_bytes {profile.max_file_bytes} bytes after {item.compression} decompression")
                 return
             yield from _source_document(item, data, profile, domain)
         elif item.kind == "jsonl":
-            yield from _jsonl_documents(item, profile, domain)
+            yield from _jsonl_documents(item, profile, domain, meter)
         else:
-            yield from _parquet_documents(item, profile, domain)
+            for result in _parquet_documents(item, profile, domain):
+                if isinstance(result, Document):
+                    meter[0] += result.num_bytes
+                yield result
     except BrokenStream as err:  # a compressed source file or Parquet dump: nothing of it is kept
         yield _unreadable(item, item.path, str(err))
     except OSError as err:
@@ -224,7 +231,7 @@ class _StrictFields(dict):
         return value
 
 
-def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str, meter: list[int]) -> Iterator[Document | Rejection]:
     any_line = False
     line_number = 0
     total = 0
@@ -232,6 +239,7 @@ def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str) -> It
         try:
             for line_number, line in enumerate(lines(decompressed_chunks(handle, item.compression)), start=1):
                 total += len(line) + 1
+                meter[0] += len(line) + 1
                 if not line.strip():
                     continue
                 any_line = True

@@ -192,3 +192,32 @@ def test_multi_threaded_bundles_give_the_single_threaded_build(planted, tmp_path
     assert single["removed"] == threaded["removed"]
     assert single["totals"]["documents"] > 12, single["removed"]
     assert single["stages"]["near_dedup"]["converged"]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".zst"])
+def test_shard_count_follows_the_text_not_the_compressed_size(tmp_path, suffix):
+    """A compressed dump is cut into as many shards as the same dump uncompressed (sized by the bytes
+    read, 3-6x the file), not by its size on disk."""
+    import gzip
+    import json as json_module
+
+    import zstandard
+
+    compress = gzip.compress if suffix == ".gz" else zstandard.ZstdCompressor().compress
+    records = "".join(json_module.dumps({"content": f"def f_{i}(x):\n    return x + {i}\n" * 3}) + "\n" for i in range(3000))
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "dump.jsonl").write_text(records)
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / f"dump.jsonl{suffix}").write_bytes(compress(records.encode()))
+    assert (tmp_path / "packed" / f"dump.jsonl{suffix}").stat().st_size * 4 < len(records)
+
+    def build_of(name: str) -> dict:
+        return run_build(BuildSettings(domain="code", inputs=[str(tmp_path / name)], output=str(tmp_path / f"out-{name}"),
+                                       seq_length=64, shard_text_bytes=40_000, quality=QualityConfig.off()))
+
+    plain, packed = build_of("plain"), build_of("packed")
+    expected = -(-len(records.encode()) // 40_000)
+    assert plain["stages"]["sharding"]["num_shards"] == packed["stages"]["sharding"]["num_shards"] == expected
+    assert packed["stages"]["sharding"]["bytes_read"] == len(records.encode())
+    assert plain["totals"] == packed["totals"]
+    assert {s["path"].split("-of-")[1][:5] for s in packed["shards"]} == {f"{expected:05d}"}

@@ -47,7 +47,7 @@ def run(root: Path, out: Path, marker: Path | None, workers: int) -> None:
     profile = load_profile("code")
     files, _, _ = discover_inputs([str(root)], profile)
     pipeline = create_pipeline("direct", workers)
-    documents, _ = pipeline | beam.Create(files) | ReadSources(profile, "code", strict=False)
+    documents, _, _ = pipeline | beam.Create(files) | ReadSources(profile, "code", strict=False)
     if marker is not None:
         documents = documents | "FailOnce" >> beam.ParDo(FailOnce(str(marker)))
     documents | Tokenize(TokenizerSpec(None), 3) | WriteShards(str(out), 3)
