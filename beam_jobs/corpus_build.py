@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io import fileio
 from apache_beam.transforms.window import GlobalWindows
 
 from beam_jobs.quality import QualityConfig, quality_stages
@@ -38,7 +39,16 @@ from specialize.corpus.document import Document, Rejection
 from specialize.corpus.manifest import STATS_DIR, assemble_manifest, build_stats_dir
 from specialize.corpus.profile import DomainProfile, load_profile
 from specialize.corpus.shards import rows_to_table, sha256_of, shard_name, table_to_ipc_bytes
-from specialize.corpus.sources import InputFile, StrictModeError, discover_inputs, read_input_file
+from specialize.corpus.sources import (
+    InputFile,
+    StrictModeError,
+    classify_file,
+    discover_inputs,
+    in_skipped_dir,
+    match_pattern,
+    read_input_file,
+    remote_input_pattern,
+)
 from specialize.tokenization import TokenizerSpec
 
 DEFAULT_SHARD_TEXT_BYTES = 256 << 20  # ~256 MB of text per shard (about as many bytes of uint32 tokens)
@@ -69,6 +79,62 @@ class BuildSettings:
 
 
 SIZES = "sizes"
+DISCOVERY_STAGE = "discovery"
+
+
+class _ClassifyFn(beam.DoFn):
+    """A matched object -> InputFile (main) or a Rejection by its name; objects under skipped folders
+    (``.git``, ``node_modules``...) are dropped, as the launcher's walk prunes them locally."""
+
+    def __init__(self, inputs: list[str], profile: DomainProfile, strict: bool):
+        # Longest first: an object belongs to the most specific input that contains it.
+        self._prefixes = sorted(((_literal_prefix(given), given) for given in inputs), key=lambda p: -len(p[0]))
+        self._profile, self._strict = profile, strict
+
+    def process(self, path_and_size):
+        path, size = path_and_size
+        if in_skipped_dir(path, self._profile):
+            return
+        given = next((g for prefix, g in self._prefixes if path.startswith(prefix)), self._prefixes[-1][1])
+        found = classify_file(path, size, given, self._profile)
+        if isinstance(found, Rejection):
+            if self._strict:
+                raise StrictModeError(f"{found.source}: {found.reason}: {found.detail} (--strict)")
+            yield beam.pvalue.TaggedOutput(REJECTED, found)
+        else:
+            yield found
+
+
+def _literal_prefix(given: str) -> str:
+    for position, char in enumerate(given):
+        if char in "*?[":
+            return given[:position]
+    return given
+
+
+class MatchInputs(beam.PTransform):
+    """Object-store inputs -> (InputFiles, discovery rejections), listed on the workers by Beam's
+    ``fileio.MatchAll``; files and bytes per input go to ``stage-discovery.json``."""
+
+    def __init__(self, inputs: list[str], patterns: list[str], profile: DomainProfile, strict: bool, stats_dir: str):
+        super().__init__()
+        self._inputs, self._patterns, self._profile, self._strict, self._stats_dir = inputs, patterns, profile, strict, stats_dir
+
+    def expand(self, pipeline):
+        classified = (
+            pipeline
+            | "Patterns" >> beam.Create(sorted(set(self._patterns)))
+            | "MatchAll" >> fileio.MatchAll()
+            | "PathAndSize" >> beam.Map(lambda metadata: (metadata.path, metadata.size_in_bytes))
+            | "Distinct" >> beam.Distinct()
+            | "Spread" >> beam.Reshuffle()
+            | "Classify" >> beam.ParDo(_ClassifyFn(self._inputs, self._profile, self._strict)).with_outputs(REJECTED, main=KEPT)
+        )
+        base = {"inputs": {given: {"files": 0, "bytes": 0} for given in self._inputs}}
+        (classified[KEPT]
+         | "Count" >> beam.Map(lambda f: {"inputs": {f.input_name: {"files": 1, "bytes": f.size}}})
+         | "Stats" >> WriteStageStats(self._stats_dir, DISCOVERY_STAGE, base))
+        return classified[KEPT], classified[REJECTED]
 
 
 class _ReadFn(beam.DoFn):
@@ -259,18 +325,28 @@ def build_pipeline(
     files: list[InputFile],
     discovered_rejections: list[Rejection],
     build_id: str | None = None,
+    remote_patterns: list[str] | None = None,
 ) -> None:
     spec = TokenizerSpec(settings.tokenizer)
     stats_dir = stats_dir_of(settings.output, build_id)
     # The file list travels as listing files, not inside the pipeline graph: a corpus of millions of
     # files would blow past a runner's job-size limit (Dataflow: 10 MB) and slow graph construction.
-    listing_parts = write_listing(outputs.join(stats_dir, "listing"), files, discovered_rejections)
+    # Object-store inputs are listed by the pipeline itself (fileio.MatchAll), so 10^8 objects never
+    # pass through the launcher; local inputs were listed at launch (pruning .git & co. while walking).
+    listing_parts = write_listing(outputs.join(stats_dir, "listing"), files, discovered_rejections) if files or discovered_rejections else []
     files_pc, listed_rejections = (
         pipeline
         | "ListingParts" >> beam.Create(listing_parts)
         | "ReadListing" >> DocumentStage(read_listing, label="ReadListing")
     )
     rejected = [listed_rejections]
+    remote_inputs = [given for given in settings.inputs if outputs.is_remote(given)]
+    if remote_inputs:
+        patterns = remote_patterns or [match_pattern(given) for given in remote_inputs]
+        matched, matched_rejections = pipeline | "DiscoverRemote" >> MatchInputs(remote_inputs, patterns, profile,
+                                                                                  settings.strict, stats_dir)
+        files_pc = (files_pc, matched) | "AllFiles" >> beam.Flatten()
+        rejected.append(matched_rejections)
     documents, read_rejected, sizes = (
         files_pc
         | "Spread" >> beam.Reshuffle()
@@ -352,6 +428,14 @@ def remove_other_builds(output_dir: str, manifest: dict) -> list[str]:
     return stale
 
 
+def _matched_inputs(output_dir: str, build_id: str) -> dict[str, dict]:
+    """Files and bytes per object-store input, as the pipeline's listing counted them."""
+    from beam_jobs.stage_stats import STAGE_STATS_PREFIX
+
+    path = outputs.join(stats_dir_of(output_dir, build_id), f"{STAGE_STATS_PREFIX}{DISCOVERY_STAGE}.json")
+    return json.loads(outputs.read_bytes(path))["inputs"]
+
+
 def _user_paths(settings: BuildSettings, *, workers_only: bool = False) -> dict[str, str]:
     """The build's paths by the flag that gave them: every one, or only those the workers open
     (decontamination sets are read by the launcher, which ships the index to the workers)."""
@@ -377,11 +461,14 @@ def run_build(settings: BuildSettings) -> dict:
 
         check_pipeline_paths(settings.runner, _user_paths(settings, workers_only=True))
     profile = load_profile(settings.domain, settings.profile)
-    files, discovered_rejections, pruned_dirs = discover_inputs(settings.inputs, profile)
+    local_inputs = [given for given in settings.inputs if not outputs.is_remote(given)]
+    remote_inputs = [given for given in settings.inputs if outputs.is_remote(given)]
+    files, discovered_rejections, pruned_dirs = discover_inputs(local_inputs, profile) if local_inputs else ([], [], {})
+    patterns = [remote_input_pattern(given) for given in remote_inputs]  # the pipeline lists them
     if settings.strict and discovered_rejections:
         first = discovered_rejections[0]
         raise StrictModeError(f"{first.source}: {first.reason}: {first.detail} (--strict)")
-    if not files:
+    if not files and not remote_inputs:
         raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
     tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts
     total_bytes = sum(f.size for f in files)
@@ -391,18 +478,21 @@ def run_build(settings: BuildSettings) -> dict:
     build_id = outputs.new_build_id()
     outputs.make_dirs(settings.output)
     pipeline = create_pipeline(settings.runner, options=options)
-    build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id)
+    build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id, patterns)
     result = pipeline.run()
     result.wait_until_finish()
 
-    inputs_summary = [
-        {"path": given, "files": sum(1 for f in files if f.input_name == given),
-         "bytes": sum(f.size for f in files if f.input_name == given)}
-        for given in settings.inputs
-    ]
+    matched = _matched_inputs(settings.output, build_id) if remote_inputs else {}
+    inputs_summary = []
+    for given in settings.inputs:
+        listed = matched.get(given) or {"files": sum(1 for f in files if f.input_name == given),
+                                        "bytes": sum(f.size for f in files if f.input_name == given)}
+        inputs_summary.append({"path": given, "files": listed["files"], "bytes": listed["bytes"]})
+    if not sum(entry["files"] for entry in inputs_summary):
+        raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
     discovery = {
-        "files": len(files),
-        "bytes": total_bytes,
+        "files": len(files) + sum(entry["files"] for entry in matched.values()),
+        "bytes": total_bytes + sum(entry["bytes"] for entry in matched.values()),
         "pruned_dirs": {reason: dirs[:20] for reason, dirs in pruned_dirs.items()},
         "pruned_dir_count": {reason: len(dirs) for reason, dirs in pruned_dirs.items()},
     }

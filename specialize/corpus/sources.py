@@ -70,22 +70,48 @@ def discover_inputs(
     pruned: dict[str, list[str]] = {}
     for given in inputs:
         for path, size in _list_files(given, profile, pruned):
-            kind = file_kind(path)
-            base, compression = split_compression(path)
-            if kind != "source":
-                files.append(InputFile(path, size, kind, given, compression=compression))
-                continue
-            ext = os.path.splitext(base)[1].lower()
-            if ext in profile.binary_extensions:
-                rejections.append(Rejection(READ_STAGE, "binary", path, size, f"binary extension {ext}"))
-                continue
-            language = profile.language_of_path(base)
-            if language is None:
-                rejections.append(Rejection(READ_STAGE, "unknown_extension", path, size, f"no {profile.domain} language for {ext or 'no extension'}"))
-                continue
-            files.append(InputFile(path, size, kind, given, language, compression))
+            found = classify_file(path, size, given, profile)
+            (files if isinstance(found, InputFile) else rejections).append(found)
     files.sort(key=lambda f: f.path)
     return files, rejections, pruned
+
+
+def classify_file(path: str, size: int, given: str, profile: DomainProfile) -> InputFile | Rejection:
+    """A listed file -> what to read it as, or why it is skipped without reading (by its name)."""
+    kind = file_kind(path)
+    base, compression = split_compression(path)
+    if kind != "source":
+        return InputFile(path, size, kind, given, compression=compression)
+    ext = os.path.splitext(base)[1].lower()
+    if ext in profile.binary_extensions:
+        return Rejection(READ_STAGE, "binary", path, size, f"binary extension {ext}")
+    language = profile.language_of_path(base)
+    if language is None:
+        return Rejection(READ_STAGE, "unknown_extension", path, size, f"no {profile.domain} language for {ext or 'no extension'}")
+    return InputFile(path, size, kind, given, language, compression)
+
+
+def match_pattern(given: str) -> str:
+    """The Beam match pattern of an object-store input: a glob as given, else everything under it."""
+    return given if any(c in given for c in "*?[") else given.rstrip("/") + "/**"
+
+
+def in_skipped_dir(path: str, profile: DomainProfile) -> bool:
+    return any(part in profile.skip_dirs for part in path.split("/")[:-1])
+
+
+def remote_input_pattern(given: str) -> str:
+    """The pattern that lists an object-store input (``given/**`` for a folder, ``given`` for one
+    object), found with listing calls that stop at the first match: a typo fails at launch without
+    listing 10^8 objects; the pipeline lists the rest."""
+    from apache_beam.io.filesystems import FileSystems
+
+    pattern = match_pattern(given)
+    if FileSystems.match([pattern], limits=[1])[0].metadata_list:
+        return pattern
+    if not any(c in given for c in "*?[") and FileSystems.match([given], limits=[1])[0].metadata_list:
+        return given
+    raise FileNotFoundError(f"{given}: no files match")
 
 
 def _list_files(given: str, profile: DomainProfile, pruned: dict[str, list[str]]) -> Iterator[tuple[str, int]]:

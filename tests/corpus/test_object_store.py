@@ -118,3 +118,35 @@ def test_remote_tokenizer_is_fetched_once_into_a_local_cache(store):
     assert by_file.fingerprint == by_dir.fingerprint == TokenizerSpec(None).load().fingerprint
     with pytest.raises(FileNotFoundError, match="no tokenizer file"):
         TokenizerSpec(PREFIX + "empty/").load()
+
+
+def test_object_store_inputs_are_listed_by_the_pipeline_not_the_launcher(planted, store, tmp_path, monkeypatch):
+    """At 10^8 objects a launcher-side listing takes hours before submission: the launcher only asks
+    for the first match of each input (a typo still fails at once); fileio.MatchAll lists the rest."""
+    from apache_beam.io.filesystems import FileSystems
+
+    import beam_jobs.corpus_build as corpus_build
+
+    shutil.copytree(planted, store / "bucket" / "in")
+    calls, started = [], []
+    real_match, real_create = FileSystems.match, corpus_build.create_pipeline
+
+    def match(patterns, limits=None):
+        calls.append((bool(started), list(patterns), limits))
+        return real_match(patterns, limits)
+
+    def create(*args, **kwargs):
+        started.append(True)
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "match", staticmethod(match))
+    monkeypatch.setattr(corpus_build, "create_pipeline", create)
+    manifest = run_build(BuildSettings(domain="code", inputs=[PREFIX + "bucket/in/repo", PREFIX + "bucket/in/records"],
+                                       output=str(tmp_path / "out"), num_shards=1))
+    on_inputs = [(in_pipeline, limits) for in_pipeline, patterns, limits in calls if any("bucket/in" in p for p in patterns)]
+    assert on_inputs and all(limits == [1] for in_pipeline, limits in on_inputs if not in_pipeline)
+    assert any(in_pipeline and limits is None for in_pipeline, limits in on_inputs)  # MatchAll's listing
+    assert [entry["files"] > 0 for entry in manifest["inputs"]] == [True, True]
+    assert manifest["discovery"]["files"] == sum(entry["files"] for entry in manifest["inputs"])
+    with pytest.raises(FileNotFoundError, match="bucket/in/nothing: no files match"):
+        run_build(BuildSettings(domain="code", inputs=[PREFIX + "bucket/in/nothing"], output=str(tmp_path / "o2")))
