@@ -32,7 +32,7 @@ Settings per runner (YAML keys are Beam's own option names, without ``--``):
 - every runner, the local one included: Beam's object-store client settings, ``s3_endpoint_url``,
   ``s3_region_name``, ``s3_access_key_id``, ``s3_secret_access_key``, ``s3_session_token``,
   ``s3_verify``, ``s3_disable_ssl``, ``s3_api_version`` (unset: boto3's own chain, environment and
-  instance profile). The launcher reads inputs and writes outputs with the same options as the workers
+  instance profile), and ``no_auth`` for gs:// without credentials (an emulator, public buckets). The launcher reads inputs and writes outputs with the same options as the workers
   (``storage_options``), so an S3-compatible store (MinIO, Ceph) works from the laptop too.
 
 Unknown keys are an error (a typo such as ``max_workers`` would otherwise be silently ignored by
@@ -208,6 +208,9 @@ STORAGE: dict[str, Callable[[str, Any], list[str]]] = {
     "s3_api_version": _flag("s3_api_version"),
     "s3_verify": _flag("s3_verify"),
     "s3_disable_ssl": _bool_flag("s3_disable_ssl"),
+    # gs://: no Google credentials at all (a GCS emulator through STORAGE_EMULATOR_HOST, public buckets);
+    # otherwise the client uses Application Default Credentials.
+    "no_auth": _bool_flag("no_auth"),
 }
 
 _ACCEPTED = {
