@@ -90,6 +90,28 @@ def test_build_from_and_to_s3_with_options_only(planted, s3, tmp_path):
     assert verify_shards(f"s3://{BUCKET}/out") == []
 
 
+def test_one_boto3_client_serves_every_s3_call(planted, s3, tmp_path, monkeypatch):
+    """Beam makes an S3IO per filesystem call and, unpatched, a boto3 client each (~0.15 s of CPU):
+    beam_jobs.beam_fixes keeps one per set of options."""
+    from beam_jobs.beam_fixes import _CachingSession
+
+    endpoint, client = s3
+    _upload(client, planted, "clients")
+    made = []
+    real_client = boto3.session.Session.client
+
+    def counting(self, *args, **kwargs):
+        made.append(kwargs.get("endpoint_url"))
+        return real_client(self, *args, **kwargs)
+
+    monkeypatch.setattr(_CachingSession, "_clients", {})
+    monkeypatch.setattr(boto3.session.Session, "client", counting)
+    manifest = run_build(BuildSettings(domain="code", inputs=[f"s3://{BUCKET}/clients/repo"], output=f"s3://{BUCKET}/clients-out",
+                                       num_shards=2, remote_settings={"s3_endpoint_url": endpoint, **CREDENTIALS}))
+    assert manifest["totals"]["documents"] > 0
+    assert made == [endpoint]  # one client for the launcher and the (in-process) workers' every call
+
+
 def test_a_local_run_refuses_settings_only_remote_runners_read(planted, tmp_path):
     with pytest.raises(RunnerSettingsError, match="max_num_workers apply to remote runners.*s3_endpoint_url"):
         run_build(BuildSettings(domain="code", inputs=[str(planted / "repo")], output=str(tmp_path / "o"),
