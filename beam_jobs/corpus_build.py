@@ -356,7 +356,8 @@ def build_pipeline(
     # Decided from what was read (decompressed bytes for compressed files), not from sizes on disk;
     # the count and the bytes it came from are in the manifest's stages.sharding.
     num_shards = sizes | "ShardCount" >> ShardCount(settings.num_shards, settings.shard_text_bytes, stats_dir)
-    if any(f.kind != "source" for f in files) and not _single_worker(settings):
+    # (object-store listings are only known on the workers: they may hold record files)
+    if (remote_inputs or any(f.kind != "source" for f in files)) and not _single_worker(settings):
         # A record file's documents all come out of one DoFn call; spread them over the workers before
         # the expensive stages, so one large dump is not a straggler (Beam's ReadAllFromText does the same).
         documents = documents | "SpreadRecords" >> beam.Reshuffle()
