@@ -48,6 +48,7 @@ from specialize.corpus.sources import (
     match_pattern,
     read_input_file,
     remote_input_pattern,
+    strict_error,
 )
 from specialize.tokenization import TokenizerSpec
 
@@ -79,6 +80,16 @@ class BuildSettings:
 
 
 SIZES = "sizes"
+
+
+def _routed(result, strict: bool):
+    """A reader's result for a multi-output DoFn: a document as is, a rejection to ``REJECTED``, or,
+    under ``--strict``, the error instead."""
+    if isinstance(result, Rejection):
+        if strict:
+            raise strict_error(result)
+        return beam.pvalue.TaggedOutput(REJECTED, result)
+    return result
 DISCOVERY_STAGE = "discovery"
 
 
@@ -96,13 +107,7 @@ class _ClassifyFn(beam.DoFn):
         if in_skipped_dir(path, self._profile):
             return
         given = next((g for prefix, g in self._prefixes if path.startswith(prefix)), self._prefixes[-1][1])
-        found = classify_file(path, size, given, self._profile)
-        if isinstance(found, Rejection):
-            if self._strict:
-                raise StrictModeError(f"{found.source}: {found.reason}: {found.detail} (--strict)")
-            yield beam.pvalue.TaggedOutput(REJECTED, found)
-        else:
-            yield found
+        yield _routed(classify_file(path, size, given, self._profile), self._strict)
 
 
 def _literal_prefix(given: str) -> str:
@@ -146,12 +151,7 @@ class _ReadFn(beam.DoFn):
     def process(self, item: InputFile):
         meter = [0]
         for result in read_input_file(item, self._profile, self._domain, meter=meter):
-            if isinstance(result, Rejection):
-                if self._strict:
-                    raise StrictModeError(f"{result.source}: {result.reason}: {result.detail} (--strict)")
-                yield beam.pvalue.TaggedOutput(REJECTED, result)
-            else:
-                yield result
+            yield _routed(result, self._strict)
         yield beam.pvalue.TaggedOutput(SIZES, sharding_bytes(item, meter[0]))
 
 
@@ -467,8 +467,7 @@ def run_build(settings: BuildSettings) -> dict:
     files, discovered_rejections, pruned_dirs = discover_inputs(local_inputs, profile) if local_inputs else ([], [], {})
     patterns = [remote_input_pattern(given) for given in remote_inputs]  # the pipeline lists them
     if settings.strict and discovered_rejections:
-        first = discovered_rejections[0]
-        raise StrictModeError(f"{first.source}: {first.reason}: {first.detail} (--strict)")
+        raise strict_error(discovered_rejections[0])
     if not files and not remote_inputs:
         raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
     tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts

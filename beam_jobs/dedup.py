@@ -49,13 +49,14 @@ def _exact_losers(keyed):
         yield duplicate, members[0]
 
 
-def _drop_exact(keyed):
+def _drop_marked(keyed, mark: str, stage: str, reason: str, detail: str):
+    """A source's document joined with the survivors it duplicates (``mark``): kept when there are none,
+    else rejected naming the smallest survivor. Shared by exact and near dedup."""
     _, grouped = keyed
-    survivors = list(grouped["survivor"])
+    survivors = list(grouped[mark])
     for document in grouped["document"]:
         if survivors:
-            yield beam.pvalue.TaggedOutput(REJECTED, reject(EXACT_STAGE, "exact_duplicate", document,
-                                                            f"same normalised text as {survivors[0]}"))
+            yield beam.pvalue.TaggedOutput(REJECTED, reject(stage, reason, document, detail + min(survivors)))
         else:
             yield document
 
@@ -77,7 +78,8 @@ class ExactDedup(beam.PTransform):
         outputs = (
             {"document": documents | "KeyBySource" >> beam.Map(lambda d: (d.source, d)), "survivor": losers}
             | "JoinDocuments" >> beam.CoGroupByKey()
-            | "DropDuplicates" >> beam.FlatMap(_drop_exact).with_outputs(REJECTED, main=KEPT)
+            | "DropDuplicates" >> beam.FlatMap(_drop_marked, "survivor", EXACT_STAGE, "exact_duplicate",
+                                               "same normalised text as ").with_outputs(REJECTED, main=KEPT)
         )
         return outputs[KEPT], outputs[REJECTED]
 
@@ -177,17 +179,6 @@ def _check_node(keyed):
         yield beam.pvalue.TaggedOutput("stats", {"clusters": 1, "clustered_documents": 1 + len(neighbours)})
 
 
-def _keep_or_drop(keyed):
-    _, grouped = keyed
-    centres = list(grouped["centre"])
-    for document in grouped["document"]:
-        if centres:
-            yield beam.pvalue.TaggedOutput(REJECTED, reject(NEAR_STAGE, "near_duplicate", document,
-                                                            f"cluster survivor: {min(centres)}"))
-        else:
-            yield document
-
-
 def _mark_converged(stats: dict) -> dict:
     return {**stats, "converged": stats.get("unconverged_nodes", 0) == 0}
 
@@ -267,7 +258,8 @@ class NearDedup(beam.PTransform):
         outputs = (
             {"document": documents | "KeyBySource" >> beam.Map(lambda d: (d.source, d)), "centre": leaves}
             | "JoinDocuments" >> beam.CoGroupByKey()
-            | "KeepCentres" >> beam.FlatMap(_keep_or_drop).with_outputs(REJECTED, main=KEPT)
+            | "KeepCentres" >> beam.FlatMap(_drop_marked, "centre", NEAR_STAGE, "near_duplicate",
+                                            "cluster survivor: ").with_outputs(REJECTED, main=KEPT)
         )
         if self._stats_dir is not None:
             base = {

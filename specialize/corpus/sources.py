@@ -29,6 +29,11 @@ class StrictModeError(RuntimeError):
     """Raised instead of skipping bad input when the user asked for ``--strict``."""
 
 
+def strict_error(rejection: Rejection) -> StrictModeError:
+    """The error ``--strict`` raises for the first thing that would have been skipped."""
+    return StrictModeError(f"{rejection.source}: {rejection.reason}: {rejection.detail} (--strict)")
+
+
 @dataclass(frozen=True)
 class InputFile:
     """One file to read, found at launch time (so shard counts and ordering are fixed up front)."""
