@@ -45,6 +45,7 @@ from specialize.corpus.sources import (
     classify_file,
     discover_inputs,
     in_skipped_dir,
+    literal_prefix,
     match_pattern,
     read_input_file,
     remote_input_pattern,
@@ -99,7 +100,7 @@ class _ClassifyFn(beam.DoFn):
 
     def __init__(self, inputs: list[str], profile: DomainProfile, strict: bool):
         # Longest first: an object belongs to the most specific input that contains it.
-        self._prefixes = sorted(((_literal_prefix(given), given) for given in inputs), key=lambda p: -len(p[0]))
+        self._prefixes = sorted(((literal_prefix(given), given) for given in inputs), key=lambda p: -len(p[0]))
         self._profile, self._strict = profile, strict
 
     def process(self, path_and_size):
@@ -108,13 +109,6 @@ class _ClassifyFn(beam.DoFn):
             return
         given = next((g for prefix, g in self._prefixes if path.startswith(prefix)), self._prefixes[-1][1])
         yield _routed(classify_file(path, size, given, self._profile), self._strict)
-
-
-def _literal_prefix(given: str) -> str:
-    for position, char in enumerate(given):
-        if char in "*?[":
-            return given[:position]
-    return given
 
 
 class MatchInputs(beam.PTransform):
@@ -290,7 +284,7 @@ class _WriteShardFn(beam.DoFn):
             "languages": languages,
         }
         stats_name = name.replace(".arrow", ".json")
-        outputs.write_atomic(outputs.join(stats_dir_of(self._output_dir, self._build_id), stats_name), json.dumps(stats).encode())
+        outputs.write_atomic(outputs.join(build_stats_dir(self._output_dir, self._build_id), stats_name), json.dumps(stats).encode())
         yield stats
 
 
@@ -328,7 +322,7 @@ def build_pipeline(
     remote_patterns: list[str] | None = None,
 ) -> None:
     spec = TokenizerSpec(settings.tokenizer)
-    stats_dir = stats_dir_of(settings.output, build_id)
+    stats_dir = build_stats_dir(settings.output, build_id)
     # The file list travels as listing files, not inside the pipeline graph: a corpus of millions of
     # files would blow past a runner's job-size limit (Dataflow: 10 MB) and slow graph construction.
     # Object-store inputs are listed by the pipeline itself (fileio.MatchAll), so 10^8 objects never
@@ -405,11 +399,6 @@ def _single_worker(settings: BuildSettings) -> bool:
     return settings.runner.lower() in LOCAL_RUNNERS and local_running_mode(settings.workers, settings.runner_mode) == "in_memory"
 
 
-def stats_dir_of(output_dir: str, build_id: str | None) -> str:
-    """``_stats/<build id>/``: each build's statistics apart, so a rebuild never reads an older one's."""
-    return build_stats_dir(output_dir, build_id)
-
-
 def remove_other_builds(output_dir: str, manifest: dict) -> list[str]:
     """After the manifest switched to a build: delete every shard it does not list and every other
     build's statistics (an older build, or one that failed or was cancelled). Returns what was deleted.
@@ -421,7 +410,7 @@ def remove_other_builds(output_dir: str, manifest: dict) -> list[str]:
     stale = [outputs.join(output_dir, name) for name in outputs.list_names(output_dir, "shard-") if name not in listed]
     stats_root, build_id = outputs.join(output_dir, STATS_DIR), manifest.get("build_id")
     if outputs.is_remote(output_dir):
-        keep = stats_dir_of(output_dir, build_id).rstrip("/") + "/"
+        keep = build_stats_dir(output_dir, build_id).rstrip("/") + "/"
         stale += [path for path in outputs.list_tree(stats_root) if not path.startswith(keep)]
     elif os.path.isdir(stats_root):
         stale += [os.path.join(stats_root, name) for name in sorted(os.listdir(stats_root)) if name != build_id]
@@ -433,7 +422,7 @@ def _matched_inputs(output_dir: str, build_id: str) -> dict[str, dict]:
     """Files and bytes per object-store input, as the pipeline's listing counted them."""
     from beam_jobs.stage_stats import STAGE_STATS_PREFIX
 
-    path = outputs.join(stats_dir_of(output_dir, build_id), f"{STAGE_STATS_PREFIX}{DISCOVERY_STAGE}.json")
+    path = outputs.join(build_stats_dir(output_dir, build_id), f"{STAGE_STATS_PREFIX}{DISCOVERY_STAGE}.json")
     return json.loads(outputs.read_bytes(path))["inputs"]
 
 

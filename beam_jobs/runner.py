@@ -17,6 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import beam_fixes
+from specialize.corpus import outputs
 
 # Launchers and workers both import this module (the pipeline's DoFns live beside it), so every
 # process that touches s3:// gets one boto3 client per set of options (beam_jobs/beam_fixes.py).
@@ -86,7 +87,7 @@ def check_filesystems(paths: dict[str, str]) -> None:
     from apache_beam.io.filesystems import FileSystems
 
     for name, path in paths.items():
-        if "://" not in str(path):
+        if not outputs.is_remote(str(path)):
             continue
         try:
             FileSystems.get_filesystem(str(path))

@@ -32,8 +32,10 @@ Settings per runner (YAML keys are Beam's own option names, without ``--``):
 - every runner, the local one included: Beam's object-store client settings, ``s3_endpoint_url``,
   ``s3_region_name``, ``s3_access_key_id``, ``s3_secret_access_key``, ``s3_session_token``,
   ``s3_verify``, ``s3_disable_ssl``, ``s3_api_version`` (unset: boto3's own chain, environment and
-  instance profile), and ``no_auth`` for gs:// without credentials (an emulator, public buckets). The launcher reads inputs and writes outputs with the same options as the workers
-  (``storage_options``), so an S3-compatible store (MinIO, Ceph) works from the laptop too.
+  instance profile), and ``no_auth`` for gs:// without credentials (an emulator, public buckets). The
+  launcher reads inputs and writes outputs with the same options as the workers
+  (``beam_jobs.runner.use_options_for_filesystems``), so an S3-compatible store (MinIO, Ceph) works
+  from the laptop too.
 
 Unknown keys are an error (a typo such as ``max_workers`` would otherwise be silently ignored by
 Beam and the job would run on one worker).
@@ -309,20 +311,18 @@ def _check_portable(runner: str, settings: Mapping[str, Any], master_key: str, d
         )
     _check_environment(runner, settings)
     _check_packaging(runner, settings)
-    if master and runner == "flink" and not _as_bool("flink_submit_uber_jar", settings.get("flink_submit_uber_jar", False)):
+    uber_key = f"{runner}_submit_uber_jar"
+    uber = _as_bool(uber_key, settings.get(uber_key, False))
+    if master and not uber:  # Beam's job server would keep the artifacts on its own disk
         raise RunnerSettingsError(
             "flink with flink_master needs flink_submit_uber_jar: true: otherwise Beam's job server keeps the "
             "pipeline's artifacts on its own local disk, where the task managers cannot read them (apache/beam "
-            "issues 24367, 32743); or run a job server in the cluster and give job_endpoint instead")
-    if master and runner == "spark":
-        uber = _as_bool("spark_submit_uber_jar", settings.get("spark_submit_uber_jar", False))
-        if not uber:
-            raise RunnerSettingsError(
-                "spark with spark_master_url needs spark_submit_uber_jar: true and spark_rest_url: otherwise Beam's "
-                "job server keeps the pipeline's artifacts on its own local disk, where the executors cannot read "
-                "them; or run a job server in the cluster and give job_endpoint instead")
-    if settings.get("spark_submit_uber_jar") and _as_bool("spark_submit_uber_jar", settings["spark_submit_uber_jar"]) \
-            and not settings.get("spark_rest_url"):
+            "issues 24367, 32743); or run a job server in the cluster and give job_endpoint instead"
+            if runner == "flink" else
+            "spark with spark_master_url needs spark_submit_uber_jar: true and spark_rest_url: otherwise Beam's "
+            "job server keeps the pipeline's artifacts on its own local disk, where the executors cannot read "
+            "them; or run a job server in the cluster and give job_endpoint instead")
+    if runner == "spark" and uber and not settings.get("spark_rest_url"):
         raise RunnerSettingsError(
             "spark_submit_uber_jar needs spark_rest_url (the Spark master's REST endpoint, e.g. "
             "http://spark-master:6066), which Beam submits the jar to")

@@ -44,12 +44,9 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def read_bytes(path: str) -> bytes:
-    if is_remote(path):
-        from apache_beam.io.filesystems import FileSystems
+    from specialize.corpus.streams import open_binary  # streams uses is_remote from here
 
-        with FileSystems.open(path, compression_type="uncompressed") as handle:
-            return handle.read()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         return handle.read()
 
 

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from specialize.corpus.document import Document, Rejection
 from specialize.corpus.normalize import NormalizationError, decode_and_normalize
+from specialize.corpus.outputs import is_remote
 from specialize.corpus.profile import DomainProfile
 from specialize.corpus.streams import BrokenStream, decompressed_chunks, lines, open_binary, read_limited, split_compression
 
@@ -58,10 +59,6 @@ def file_kind(path: str) -> str:
     return "source"
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
 def discover_inputs(
     inputs: list[str], profile: DomainProfile
 ) -> tuple[list[InputFile], list[Rejection], dict[str, list[str]]]:
@@ -96,9 +93,24 @@ def classify_file(path: str, size: int, given: str, profile: DomainProfile) -> I
     return InputFile(path, size, kind, given, language, compression)
 
 
+GLOB_CHARACTERS = "*?["
+
+
+def literal_prefix(given: str) -> str:
+    """The part of an input before its first glob character (all of it when it is no glob)."""
+    for position, char in enumerate(given):
+        if char in GLOB_CHARACTERS:
+            return given[:position]
+    return given
+
+
+def is_glob(given: str) -> bool:
+    return literal_prefix(given) != given
+
+
 def match_pattern(given: str) -> str:
     """The Beam match pattern of an object-store input: a glob as given, else everything under it."""
-    return given if any(c in given for c in "*?[") else given.rstrip("/") + "/**"
+    return given if is_glob(given) else given.rstrip("/") + "/**"
 
 
 def in_skipped_dir(path: str, profile: DomainProfile) -> bool:
@@ -114,24 +126,17 @@ def remote_input_pattern(given: str) -> str:
     pattern = match_pattern(given)
     if FileSystems.match([pattern], limits=[1])[0].metadata_list:
         return pattern
-    if not any(c in given for c in "*?[") and FileSystems.match([given], limits=[1])[0].metadata_list:
+    if not is_glob(given) and FileSystems.match([given], limits=[1])[0].metadata_list:
         return given
     raise FileNotFoundError(f"{given}: no files match")
 
 
 def _list_files(given: str, profile: DomainProfile, pruned: dict[str, list[str]]) -> Iterator[tuple[str, int]]:
-    if _is_remote(given):
+    if is_remote(given):  # builds list object stores in the pipeline (MatchInputs); this serves direct callers
         from apache_beam.io.filesystems import FileSystems
 
-        pattern = given if any(c in given for c in "*?[") else given.rstrip("/") + "/**"
-        matches = FileSystems.match([pattern])[0].metadata_list
-        if not matches and not any(c in given for c in "*?["):
-            matches = FileSystems.match([given])[0].metadata_list
-        if not matches:
-            raise FileNotFoundError(f"{given}: no files match")
-        for meta in matches:
-            parts = meta.path.split("/")
-            if not any(p in profile.skip_dirs for p in parts[:-1]):
+        for meta in FileSystems.match([remote_input_pattern(given)])[0].metadata_list:
+            if not in_skipped_dir(meta.path, profile):
                 yield meta.path, meta.size_in_bytes
         return
     if os.path.isfile(given):
@@ -265,11 +270,10 @@ class _StrictFields(dict):
 def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str, meter: list[int]) -> Iterator[Document | Rejection]:
     any_line = False
     line_number = 0
-    total = 0
+    start = meter[0]
     with open_binary(item.path) as handle:
         try:
             for line_number, line in enumerate(lines(decompressed_chunks(handle, item.compression)), start=1):
-                total += len(line) + 1
                 meter[0] += len(line) + 1
                 if not line.strip():
                     continue
@@ -285,7 +289,7 @@ def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str, meter
             yield _unreadable(item, f"{item.path}#{line_number + 1}", f"{err}: records after line {line_number} lost")
             return
     if not any_line:
-        yield Rejection(READ_STAGE, "empty", item.path, total, "file has no records")
+        yield Rejection(READ_STAGE, "empty", item.path, meter[0] - start, "file has no records")
 
 
 def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:

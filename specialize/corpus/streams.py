@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from specialize.corpus.outputs import is_remote
+
 #: file suffix -> compression name (the suffixes Beam's AUTO detection knows, plus .zstd).
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd", ".deflate": "deflate"}
 CHUNK_BYTES = 1 << 20
@@ -39,7 +41,7 @@ def split_compression(path: str) -> tuple[str, str | None]:
 
 def open_binary(path: str) -> BinaryIO:
     """The raw bytes of ``path`` (a local path or a URL Beam's filesystems open), not decompressed."""
-    if "://" in path:
+    if is_remote(path):
         from apache_beam.io.filesystems import FileSystems
 
         return FileSystems.open(path, compression_type="uncompressed")

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from specialize.corpus import outputs
+
 # Fields whose text makes up a test item, in the order they are joined (prompt before solution, so
 # n-grams that span the two still match a document that quotes both).
 TEXT_FIELDS = ("prompt", "question", "problem", "text", "instruction", "input",
@@ -62,7 +64,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 def load_benchmark(spec: str) -> list[BenchmarkItem]:
     """Items of one benchmark, from its spec (see module docstring)."""
     name, path = parse_spec(spec)
-    if path is not None and "://" in str(path):
+    if path is not None and outputs.is_remote(str(path)):
         return load_items_file(name, _fetch(str(path)))
     if path is not None:
         return load_items_file(name, Path(path))
@@ -78,8 +80,6 @@ def _fetch(url: str) -> Path:
     """A local copy of a test-set file on an object store (read through Beam's filesystems, so the
     run's s3/gs options apply); the launcher builds the index from it and ships the index to workers."""
     import tempfile
-
-    from specialize.corpus import outputs
 
     directory = Path(tempfile.mkdtemp(prefix="specialize-decontam-"))
     local = directory / url.rstrip("/").rsplit("/", 1)[-1]

@@ -10,11 +10,14 @@ Score = P(positive | text) in [0, 1]. ``--min-quality X`` drops documents below 
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from specialize.corpus import outputs
 
 FORMAT = "specialize-quality-model-v1"
 VECTORIZER = {
@@ -72,11 +75,7 @@ class QualityModel:
         """From a local path or any URL Beam's filesystems open (gs://, s3://: each worker reads it)."""
         try:
             source = path
-            if "://" in str(path):
-                import io
-
-                from specialize.corpus import outputs
-
+            if outputs.is_remote(str(path)):
                 source = io.BytesIO(outputs.read_bytes(str(path)))
             with np.load(source, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
