@@ -75,8 +75,7 @@ def assemble_manifest(
     manifest = {
         "format": FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "build_id": build_id,
-        "stats_dir": STATS_DIR + (f"/{build_id}" if build_id else ""),
+        "build_id": build_id,  # its statistics are in _stats/<build_id>/ (stats_dir_of_manifest)
         "domain": domain,
         "tokenizer": tokenizer,
         "seq_length": seq_length,

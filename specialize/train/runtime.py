@@ -247,13 +247,13 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         torch.set_num_threads(t.threads)
     if preset is None:
         convert_before_process_group(m.source, output, m.tp, m.pp)
-    speed = plan_speed(config.speed, on_gpu=torch.cuda.is_available(), have_te=_have_transformer_engine(),
+    on_gpu, have_te = torch.cuda.is_available(), _have_transformer_engine()
+    speed = plan_speed(config.speed, on_gpu=on_gpu, have_te=have_te,
                        have_fused_wgrad=fused_wgrad_available(), distributed_optimizer=o.distributed)
     if speed.cuda_device_max_connections is not None:  # read when the CUDA context is made: before the process group
         os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(speed.cuda_device_max_connections)
     initialize_parallel(tp=m.tp, pp=m.pp, seed=t.seed, timeout_minutes=t.distributed_timeout_minutes)
     megatron_fixes.apply()
-    on_gpu = torch.cuda.is_available()
     device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
     rank, world = dist.get_rank(), dist.get_world_size()
     num_microbatches = check_config(config, world)
@@ -269,10 +269,10 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         init_dir, tokenizer_source = None, preset.tokenizer
     tokenizer = load_tokenizer(tokenizer_source)
     bf16 = t.precision == "bf16" or (t.precision == "auto" and on_gpu)
-    if m.sequence_parallel and not (on_gpu and _have_transformer_engine()):
+    if m.sequence_parallel and not (on_gpu and have_te):
         raise ValueError("model.sequence_parallel needs Transformer Engine on GPU: megatron's local layer spec "
                          "(torch RMSNorm, used on CPU) does not support it; drop --set model.sequence_parallel=true")
-    attention = plan_attention(m.attention, on_gpu=on_gpu, have_te=_have_transformer_engine())
+    attention = plan_attention(m.attention, on_gpu=on_gpu, have_te=have_te)
     overrides = speed.transformer_overrides()
     overrides.update(m.overrides)  # a TransformerConfig field set in model.overrides wins
     overrides.update(attention.config_overrides())
