@@ -32,7 +32,6 @@ def write_synthetic(preset_name: str, directory: Path, max_shard_bytes: int) -> 
 
     from specialize.convert.hf_io import TensorGroup, write_sharded_safetensors
     from specialize.convert.megatron_to_hf import hf_config
-    from specialize.convert.tables import QWEN2
     from specialize.model.presets import get_preset
     from specialize.tokenization import load_tokenizer
 
@@ -42,7 +41,7 @@ def write_synthetic(preset_name: str, directory: Path, max_shard_bytes: int) -> 
     groups = [
         TensorGroup(names=[name], shapes=[shape], dtype=torch.bfloat16,
                     produce=lambda shape=shape: [(torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)])
-        for name, shape in QWEN2.hf_shapes(preset).items()
+        for name, shape in preset.spec.table.hf_shapes(preset).items()
     ]
     write_sharded_safetensors(directory, groups, max_shard_bytes)
     tokenizer = load_tokenizer(None)
@@ -111,7 +110,6 @@ def main() -> None:
         return
 
     from specialize.convert.hf_io import HFWeights
-    from specialize.convert.tables import QWEN2
     from specialize.model.presets import get_preset
 
     shard_bytes = str(int(known.max_shard_gb * 1024**3))
@@ -123,7 +121,7 @@ def main() -> None:
         weights = HFWeights(hf)
         largest_shard = max(path.stat().st_size for path in hf.glob("*.safetensors"))
         largest_tensor = max(
-            2 * int(__import__("math").prod(shape)) for shape in QWEN2.hf_shapes(get_preset(known.size)).values()
+            2 * int(__import__("math").prod(shape)) for shape in get_preset(known.size).spec.table.hf_shapes(get_preset(known.size)).values()
         )
         del weights
         target = 1.5 * (largest_shard + largest_tensor)

@@ -14,7 +14,7 @@ _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 @app.command("hf-to-megatron")
 def hf_to_megatron_command(
-    source: str = typer.Option(..., "--from", help="HF checkpoint directory, or a name: qwen-14b, Qwen/Qwen-14B, qwen2.5-7b..."),
+    source: str = typer.Option(..., "--from", help="HF checkpoint directory, or a name: qwen-14b, Qwen/Qwen-14B, qwen2.5-7b, qwen3-8b..."),
     destination: Path = typer.Option(..., "--to", help="Output directory for the megatron checkpoint."),
     tp: int = typer.Option(1, "--tp", help="Tensor parallel size to convert at (the result loads at any)."),
     pp: int = typer.Option(1, "--pp", help="Pipeline parallel size to convert at (the result loads at any)."),
@@ -37,7 +37,7 @@ def hf_to_megatron_command(
 
 @app.command("megatron-to-hf")
 def megatron_to_hf_command(
-    source: Path = typer.Option(..., "--from", help="specialize megatron checkpoint directory."),
+    source: Path = typer.Option(..., "--from", help="specialize megatron checkpoint, training step or run directory (its newest checkpoint)."),
     destination: Path = typer.Option(..., "--to", help="Output directory for the Hugging Face checkpoint."),
     chat_template: Optional[Path] = typer.Option(None, "--chat-template", help="Jinja chat template file (SFT models)."),
     max_shard_gb: float = typer.Option(4.0, "--max-shard-gb", help="Largest safetensors shard, in GiB."),

@@ -1,11 +1,11 @@
 """Hugging Face Qwen checkpoints <-> specialize megatron checkpoints.
 
-``hf_to_megatron(src, dst, tp, pp)``, ``megatron_to_hf(src, dst)``, ``resolve_checkpoint(name_or_dir)``;
-the weight-name tables are in ``tables.py``, the tensor transforms in ``transforms.py``.
+``hf_to_megatron(src, dst, tp, pp)`` and ``megatron_to_hf(src, dst)``; what ``--from`` names is resolved
+by ``specialize.model.source``; each family's weight-name table is in its module under
+``specialize/model/families`` (with the table machinery and the tensor transforms beside them).
 """
 
 from specialize.convert.hf_to_megatron import hf_to_megatron
 from specialize.convert.megatron_to_hf import megatron_to_hf
-from specialize.convert.resolve import resolve_checkpoint
 
-__all__ = ["hf_to_megatron", "megatron_to_hf", "resolve_checkpoint"]
+__all__ = ["hf_to_megatron", "megatron_to_hf"]

@@ -28,8 +28,8 @@ try:  # public from torch 2.10 on; the NGC images of 2025 have the underscored n
 except ImportError:  # pragma: no cover - older torch
     from torch.distributed.checkpoint.planner_helpers import _create_read_items_for_chunk_list as create_read_items_for_chunk_list
 
-from specialize.convert.tables import LAYER_PATTERN
 from specialize.model.checkpoint import canonical_key
+from specialize.model.families.tables import LAYER_PATTERN
 
 
 class _SlicePlanner(DefaultLoadPlanner):

@@ -19,21 +19,16 @@ from pathlib import Path
 import torch
 
 from specialize.convert.hf_io import CheckpointError, HFWeights
-from specialize.convert.resolve import resolve_checkpoint
-from specialize.convert.tables import (
-    ConversionTable,
-    global_layer_name,
-    megatron_shape,
-    table_for,
-)
-from specialize.model.presets import ModelPreset, get_preset
+from specialize.model.architecture import ModelPreset
+from specialize.model.families.tables import ConversionTable, global_layer_name, megatron_shape
+from specialize.model.source import hf_directory_preset, local_hf_directory
 
 _LAYER_INDEX = re.compile(r"\.\d+\.")
 
 
 def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: ConversionTable) -> None:
     """Every tensor the table needs is there with the shape the config implies, and nothing unknown is."""
-    expected = set(table.expected_hf_names(preset.num_layers, preset.tie_word_embeddings))
+    expected = set(table.expected_hf_names(preset))
     present = weights.names()
     missing = sorted(expected - present)
     if missing:
@@ -78,17 +73,14 @@ def load_hf_weights(model, weights: HFWeights, preset: ModelPreset) -> None:
 
     from specialize.model.checkpoint import canonical_key, unwrap_model
 
-    table = table_for(preset.family)
+    table = preset.spec.table
     core = unwrap_model(model)
     tp = parallel_state.get_tensor_model_parallel_world_size()
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     layer_numbers = [layer.layer_number for layer in core.decoder.layers] if hasattr(core, "decoder") else []
     for local_name, param in core.named_parameters():
         name = canonical_key(global_layer_name(local_name, layer_numbers))  # TE's fused-norm names too
-        mapping, layer = table.lookup(name)
-        hf_names = mapping.hf_names(layer)
-        if name == "output_layer.weight" and preset.tie_word_embeddings:
-            hf_names = [table.tied_output]  # the last stage's copy of the tied embedding
+        mapping, hf_names = table.hf_sources(name, preset)
         partition_dim = tp_partition_dim(name, tuple(param.shape), preset, tp)
         full_shape = list(param.shape)
         if partition_dim is not None:
@@ -112,8 +104,8 @@ def convert_on_this_rank(source: Path, destination: Path, tp: int, pp: int, dtyp
     from specialize.model.build import build_gpt_model, transformer_config
     from specialize.model.checkpoint import save_model_checkpoint
 
-    preset = get_preset(source)
-    table = table_for(preset.family)
+    preset = hf_directory_preset(source)
+    table = preset.spec.table
     weights = HFWeights(source)
     check_tensor_names(weights, preset, table)
     dtype = dtype or _checkpoint_dtype(weights, table)
@@ -174,12 +166,12 @@ def hf_to_megatron(
 
     from specialize.model.parallel import destroy_parallel, initialize_parallel
 
-    source = resolve_checkpoint(src)
+    source = local_hf_directory(src)
     destination = Path(dst)
-    preset = get_preset(source)
+    preset = hf_directory_preset(source)
     preset.validate_parallel(tp, pp)
     # Fail on a bad checkpoint here, before starting processes.
-    check_tensor_names(HFWeights(source), preset, table_for(preset.family))
+    check_tensor_names(HFWeights(source), preset, preset.spec.table)
     world = tp * pp
     launched = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
     if collective or (not dist.is_initialized() and launched > 1):

@@ -1,8 +1,9 @@
-"""specialize megatron checkpoint -> Hugging Face ``Qwen2ForCausalLM`` checkpoint.
+"""specialize megatron checkpoint -> Hugging Face checkpoint in its family's format.
 
 The format people serve and evaluate with: safetensors shards + index, ``config.json``,
 ``generation_config.json`` and the tokenizer files, loadable by ``transformers`` without remote
-code. Qwen 1.0 models export in this format too (same block: MHA is GQA with groups = heads).
+code. Qwen2 models export as ``Qwen2ForCausalLM``, Qwen3 as ``Qwen3ForCausalLM``; Qwen 1.0 models
+export as Qwen2 (same block: MHA is GQA with groups = heads; see ``ModelFamily.export_as``).
 
 No model is built: each HF tensor is produced from its megatron tensor read alone from the
 distributed checkpoint (``checkpoint_reader``), written and dropped, so memory is about one tensor
@@ -17,55 +18,32 @@ from pathlib import Path
 import torch
 
 from specialize.convert.hf_io import TensorGroup, write_sharded_safetensors
-from specialize.convert.tables import QWEN2
-from specialize.model.presets import ModelPreset
+from specialize.model.architecture import ModelPreset
+from specialize.model.families import FAMILIES, ModelFamily
 
 DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
 
 
+def export_family(preset: ModelPreset) -> ModelFamily:
+    """The family whose HF format ``preset`` is exported in (Qwen 1.0 as Qwen2; the others as themselves)."""
+    return FAMILIES[preset.spec.export_as]
+
+
 def hf_config(preset: ModelPreset, dtype: torch.dtype, *, bos_id: int, eos_id: int) -> dict:
-    """``config.json`` of a Qwen2ForCausalLM with this preset's architecture."""
+    """``config.json`` of the exported model: the family's architecture keys, then dtype and token ids."""
     dtype_name = str(dtype).removeprefix("torch.")
-    config = {
-        "architectures": ["Qwen2ForCausalLM"],
-        "model_type": "qwen2",
-        "hidden_size": preset.hidden_size,
-        "intermediate_size": preset.ffn_hidden_size,
-        "num_hidden_layers": preset.num_layers,
-        "num_attention_heads": preset.num_attention_heads,
-        "num_key_value_heads": preset.num_query_groups,
-        "hidden_act": "silu",
-        "max_position_embeddings": preset.max_position_embeddings,
-        "rms_norm_eps": preset.norm_epsilon,
-        "rope_theta": preset.rotary_base,  # transformers 4.x key
-        "rope_parameters": {"rope_type": "default", "rope_theta": preset.rotary_base},  # transformers 5
-        "tie_word_embeddings": preset.tie_word_embeddings,
-        "vocab_size": preset.vocab_size,
-        "attention_dropout": 0.0,
-        "initializer_range": 0.02,
-        "use_cache": True,
-        "use_sliding_window": False,
-        "sliding_window": None,
-        "max_window_layers": preset.num_layers,
-        "bos_token_id": bos_id,
-        "eos_token_id": eos_id,
-        "torch_dtype": dtype_name,
-        "dtype": dtype_name,
-    }
-    if preset.kv_channels and preset.kv_channels != preset.hidden_size // preset.num_attention_heads:
-        config["head_dim"] = preset.kv_channels
+    config = export_family(preset).write_config(preset)
+    config.update(bos_token_id=bos_id, eos_token_id=eos_id, torch_dtype=dtype_name, dtype=dtype_name)
     return config
 
 
 def export_groups(tensors, preset: ModelPreset, dtype: torch.dtype) -> list[TensorGroup]:
     """HF tensor groups in HF's order, each produced lazily from its megatron tensor (``tensors.get(name)``)."""
     groups = []
-    for mapping in QWEN2.mappings:
+    for mapping in export_family(preset).table.rows(preset):
         layers = range(preset.num_layers) if "*" in mapping.megatron else [None]
         for layer in layers:
             name = mapping.megatron.replace("*", str(layer)) if layer is not None else mapping.megatron
-            if name == "output_layer.weight" and preset.tie_word_embeddings:
-                continue  # HF ties lm_head to embed_tokens: no tensor of its own
             groups.append(TensorGroup(
                 names=mapping.hf_names(layer),
                 shapes=mapping.transform.hf_shapes(tensors.shape(name), preset),
@@ -83,18 +61,21 @@ def megatron_to_hf(
     chat_template: str | None = None,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> Path:
-    """Export the megatron checkpoint ``src`` (or a training step directory holding ``model/``)
-    as a HF Qwen2ForCausalLM checkpoint in ``dst``.
+    """Export the megatron checkpoint ``src`` (or a training step, or a run's newest checkpoint)
+    as a Hugging Face checkpoint in ``dst``.
 
     ``chat_template`` (a Jinja ChatML template) goes into ``tokenizer_config.json`` and makes
     ``<|im_end|>`` the end-of-sequence token, for SFT models.
     """
     from specialize.convert.checkpoint_reader import CheckpointTensors
-    from specialize.model.checkpoint import META_FILE, cast_dtype, checkpoint_tokenizer, read_checkpoint_meta
+    from specialize.model.checkpoint import cast_dtype, checkpoint_tokenizer, read_checkpoint_meta
+    from specialize.model.source import resolve
 
-    source, destination = Path(src), Path(dst)
-    if not (source / META_FILE).is_file() and (source / "model" / META_FILE).is_file():
-        source = source / "model"  # a training checkpoint step: weights live in its model/ folder
+    resolved, destination = resolve(src), Path(dst)
+    if resolved.checkpoint is None:
+        raise ValueError(f"{src}: expected a specialize checkpoint, training step or run directory to export, "
+                         f"got a {resolved.describe()}")
+    source = resolved.checkpoint
     meta = read_checkpoint_meta(source)
     preset = ModelPreset.from_dict(meta["preset"])
     dtype = cast_dtype(meta["saved_with"]["params_dtype"])

@@ -52,14 +52,11 @@ def _export(model_dir: Path, destination: Path) -> bool:
     return template is not None
 
 
-def _random_init_checkpoint(preset_name: str, destination: Path, seed: int) -> Path:
+def _random_init_checkpoint(preset, destination: Path, seed: int) -> Path:
     """The starting point of ``train --from PRESET`` for a preset without weights: seeded random init."""
     from specialize.model.build import build_gpt_model, transformer_config
     from specialize.model.checkpoint import save_model_checkpoint
     from specialize.model.parallel import destroy_parallel, initialize_parallel
-    from specialize.model.presets import get_preset
-
-    preset = get_preset(preset_name)
     initialize_parallel(1, 1, seed=seed)
     try:
         model = build_gpt_model(preset, transformer_config(preset))
@@ -70,27 +67,18 @@ def _random_init_checkpoint(preset_name: str, destination: Path, seed: int) -> P
 
 
 def resolve_eval_model(source: str, scratch: Path, *, seed: int = 1234) -> EvalModel:
-    from specialize.sft.chat import is_hf_checkpoint, megatron_checkpoint_dir
+    from specialize.model.source import download, resolve
 
-    path = Path(source).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise NotADirectoryError(f"--from {source}: expected a directory (run, checkpoint or Hugging Face export), got a file")
-        if is_hf_checkpoint(path):
-            return EvalModel(path, "huggingface", _has_chat_template(path))
-        model_dir = megatron_checkpoint_dir(path)  # raises naming the path when it is neither
-        exported = scratch / "hf"
-        chat = _export(model_dir, exported)
-        return EvalModel(exported, f"specialize checkpoint {model_dir} (exported for generation)", chat)
-    from specialize.model.presets import preset_for_name
-
-    preset = preset_for_name(source)
-    if preset is not None and preset.hf_repo is None:
-        model_dir = _random_init_checkpoint(source, scratch / "init", seed)
+    resolved = resolve(source)
+    if resolved.needs_conversion:  # Hugging Face weights: used as they are (a Hub model downloaded once)
+        directory = download(resolved).hf_directory
+        origin = "huggingface" if resolved.kind == "hf" else f"huggingface {source}"
+        return EvalModel(directory, origin, _has_chat_template(directory))
+    if resolved.random_init:
+        model_dir = _random_init_checkpoint(resolved.preset, scratch / "init", seed)
         exported = scratch / "hf"
         _export(model_dir, exported)
-        return EvalModel(exported, f"preset {preset.name} (random initialisation, seed {seed})", False)
-    from specialize.convert import resolve_checkpoint
-
-    directory = resolve_checkpoint(source)  # a Hub name or owner/repo, downloaded once (errors say how offline)
-    return EvalModel(Path(directory), f"huggingface {source}", _has_chat_template(Path(directory)))
+        return EvalModel(exported, f"preset {resolved.preset.name} (random initialisation, seed {seed})", False)
+    exported = scratch / "hf"
+    chat = _export(resolved.checkpoint, exported)
+    return EvalModel(exported, f"specialize checkpoint {resolved.checkpoint} (exported for generation)", chat)

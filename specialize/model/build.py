@@ -1,10 +1,12 @@
 """A ModelPreset as a megatron-core ``TransformerConfig`` and ``GPTModel`` that computes Qwen's function.
 
-What makes it Qwen (Qwen 1.0 and Qwen1.5/2/2.5 share the block): pre-norm RMSNorm with the
-checkpoint's eps; SwiGLU MLP without biases; bias on the fused QKV projection only; RoPE on the
-whole head dim in the rotate-half layout with the checkpoint's base (megatron computes the inverse
-frequencies in fp32, as HF does); GQA via ``num_query_groups``; untied input/output embeddings unless
-the checkpoint ties them; no dropout (megatron's default is 0.1, Qwen's is 0); softmax in fp32.
+What makes it Qwen (every generation shares the block): pre-norm RMSNorm with the checkpoint's eps;
+SwiGLU MLP without biases; RoPE on the whole head dim in the rotate-half layout with the checkpoint's
+base (megatron computes the inverse frequencies in fp32, as HF does); GQA via ``num_query_groups``;
+untied input/output embeddings unless the checkpoint ties them; no dropout (megatron's default is
+0.1, Qwen's is 0); softmax in fp32. What differs between generations (bias on the fused QKV projection
+for Qwen 1.0/2, per-head q/k RMSNorm and no bias for Qwen3) comes from the preset's family
+(``ModelFamily.transformer_flags``).
 
 On CPU the kernels that need CUDA/apex/TE are turned off by config flags (fusions, gradient
 accumulation fusion, GPU initialisation) and megatron's local (pure PyTorch) layer spec is used.
@@ -17,8 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from specialize.model.architecture import ModelPreset
 from specialize.model.cpu_compat import cpu_mode, enable_cpu_compat
-from specialize.model.presets import ModelPreset
 
 
 def _have_transformer_engine() -> bool:
@@ -34,12 +36,13 @@ def transformer_config(
     *,
     tp: int = 1,
     pp: int = 1,
+    cp: int = 1,
     params_dtype: torch.dtype = torch.float32,
     bf16: bool = False,
     sequence_parallel: bool = False,
     **overrides: Any,
 ):
-    """The megatron ``TransformerConfig`` for ``preset`` split ``tp`` x ``pp`` ways.
+    """The megatron ``TransformerConfig`` for ``preset`` split ``tp`` x ``pp`` ways (each sequence over ``cp``).
 
     ``overrides`` are passed to ``TransformerConfig`` last (e.g. ``recompute_granularity``,
     ``hidden_dropout`` for an ablation); unknown names raise TypeError from megatron itself.
@@ -63,7 +66,7 @@ def transformer_config(
         gated_linear_unit=True,
         activation_func=F.silu,
         add_bias_linear=False,
-        add_qkv_bias=True,
+        **preset.spec.transformer_flags(),
         hidden_dropout=0.0,
         attention_dropout=0.0,
         attention_softmax_in_fp32=True,
@@ -72,6 +75,7 @@ def transformer_config(
         init_method_std=0.02,
         tensor_model_parallel_size=tp,
         pipeline_model_parallel_size=pp,
+        context_parallel_size=cp,
         sequence_parallel=sequence_parallel and tp > 1,
         params_dtype=params_dtype,
         pipeline_dtype=params_dtype,
@@ -98,8 +102,8 @@ def layer_spec(config, *, local: bool = False):
     from megatron.core.models.gpt import gpt_layer_specs
 
     if not local and not cpu_mode() and _have_transformer_engine():
-        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
-    return gpt_layer_specs.get_gpt_layer_local_spec(normalization=config.normalization)
+        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec(qk_layernorm=config.qk_layernorm)
+    return gpt_layer_specs.get_gpt_layer_local_spec(normalization=config.normalization, qk_layernorm=config.qk_layernorm)
 
 
 def build_gpt_model(

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from specialize.model.presets import ModelPreset
+from specialize.model.architecture import ModelPreset
 
 META_FILE = "specialize.json"
 TOKENIZER_DIR = "tokenizer"

@@ -67,21 +67,22 @@ def set_seed(seed: int) -> None:
     tensor_parallel.model_parallel_cuda_manual_seed(stage_seed)
 
 
-def initialize_parallel(tp: int = 1, pp: int = 1, seed: int = 1234, *, timeout_minutes: float = 10.0) -> None:
-    """Set up torch.distributed, megatron's parallel groups (TP x PP x DP) and RNG seeding.
+def initialize_parallel(tp: int = 1, pp: int = 1, seed: int = 1234, *, cp: int = 1, timeout_minutes: float = 10.0) -> None:
+    """Set up torch.distributed, megatron's parallel groups (TP x CP x DP x PP) and RNG seeding.
 
-    DP is what is left: WORLD_SIZE / (tp * pp). Safe to call again after ``destroy_parallel``.
+    DP is what is left: WORLD_SIZE / (tp * pp * cp). Safe to call again after ``destroy_parallel``.
     """
     enable_cpu_compat()
     from megatron.core import parallel_state
 
     _init_process_group(timeout_minutes)
     world_size = dist.get_world_size()
-    if world_size % (tp * pp):
-        raise ValueError(f"world size {world_size} is not divisible by tp={tp} x pp={pp}")
+    if world_size % (tp * pp * cp):
+        raise ValueError(f"world size {world_size} is not divisible by tp={tp} x pp={pp} x cp={cp}")
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
-    parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                                             context_parallel_size=cp)
     set_seed(seed)
 
 

@@ -18,23 +18,15 @@ from specialize.sft.chatml import DEFAULT_SYSTEM_PROMPT, encode_prompt
 from specialize.sft.conversations import Message
 
 
-def is_hf_checkpoint(path: str | Path) -> bool:
-    return (Path(path) / "config.json").is_file() and not (Path(path) / "specialize.json").is_file()
+def megatron_checkpoint_dir(source: str | Path) -> Path:
+    """The specialize model checkpoint a model argument names (a run's newest, a step's, or itself)."""
+    from specialize.model.source import resolve
 
-
-def megatron_checkpoint_dir(path: str | Path) -> Path:
-    """A model checkpoint from a run directory (newest), a training step directory or the model dir itself."""
-    from specialize.model.checkpoint import META_FILE
-    from specialize.train.checkpointing import latest_checkpoint
-
-    path = Path(path)
-    if (path / META_FILE).is_file():
-        return path
-    if (path / "model" / META_FILE).is_file():
-        return path / "model"
-    if (path / "checkpoints" / "latest").is_file():
-        return latest_checkpoint(path) / "model"
-    raise FileNotFoundError(f"{path}: not a checkpoint (no specialize.json or config.json; not a run directory)")
+    resolved = resolve(source)
+    if resolved.checkpoint is None:
+        raise FileNotFoundError(f"{source}: not a specialize checkpoint, training step or run directory "
+                                f"(it is a {resolved.describe()})")
+    return resolved.checkpoint
 
 
 class MegatronChat:
@@ -129,5 +121,11 @@ class HFChat:
 
 
 def open_chat(checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT):
-    """``HFChat`` for a Hugging Face directory, else ``MegatronChat`` (run dir, step dir or model dir)."""
-    return HFChat(checkpoint) if is_hf_checkpoint(checkpoint) else MegatronChat(checkpoint, system_prompt)
+    """``HFChat`` for Hugging Face weights (a directory or a Hub model), else ``MegatronChat`` (a run's
+    newest checkpoint, a step or a model checkpoint); ``specialize.model.source`` decides which."""
+    from specialize.model.source import download, resolve
+
+    resolved = resolve(checkpoint)
+    if resolved.needs_conversion:
+        return HFChat(download(resolved).hf_directory)
+    return MegatronChat(checkpoint, system_prompt)

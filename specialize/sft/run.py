@@ -76,51 +76,29 @@ def check_sft_config(sft: SftDataConfig) -> None:
 
 
 def resolve_source(source: str) -> str:
-    """A run directory (``<run>/checkpoints/latest``) becomes its newest model checkpoint."""
-    from specialize.train.checkpointing import latest_checkpoint
+    """A run directory becomes its newest model checkpoint, recorded as such in the run's config (so a
+    resumed SFT run keeps fine-tuning the step it started from, whatever the CPT run saved since)."""
+    from specialize.model.source import resolve
 
-    path = Path(source)
-    if (path / "checkpoints" / "latest").is_file():
-        return str(latest_checkpoint(path) / "model")
-    return source
+    resolved = resolve(source)
+    return str(resolved.checkpoint) if resolved.kind == "run" else source
 
 
 def _preset_name(source: str) -> str | None:
-    from specialize.model.checkpoint import META_FILE, checkpoint_preset
+    from specialize.model.source import resolve
 
-    path = Path(resolve_source(source))
-    for candidate in (path, path / "model"):
-        if (candidate / META_FILE).is_file():
-            return checkpoint_preset(candidate).name
-    return None if path.exists() else source
-
-
-def check_missing_source(source: str) -> None:
-    """A ``--from`` that is not a directory must be a preset; a path-like name of a project preset
-    (``checkpoints/cpt/qwen-tiny``) is a missing run directory, not a request for random weights."""
-    from specialize.model.presets import get_preset
-
-    hint = ("run `specialize train --from qwen-tiny` first, or fine-tune random weights with --from qwen-tiny")
     try:
-        preset = get_preset(source)
-    except ValueError:
-        raise FileNotFoundError(f"--from {source}: no such run or checkpoint directory, and not a model preset; {hint}") from None
-    if "/" in source and preset.hf_repo is None:
-        raise FileNotFoundError(f"--from {source}: no such run or checkpoint directory; {hint}")
+        resolved = resolve(source)
+    except FileNotFoundError:
+        return None
+    return resolved.preset.name if resolved.preset is not None else None
 
 
 def model_tokenizer(source: str) -> QwenTokenizer:
     """The tokenizer the runtime will use for ``--from source`` (its checkpoint's, or the preset's)."""
-    from specialize.model.checkpoint import META_FILE, checkpoint_tokenizer
-    from specialize.model.presets import get_preset
+    from specialize.model.source import download, resolve
 
-    path = Path(resolve_source(source))
-    for candidate in (path, path / "model"):
-        if (candidate / META_FILE).is_file():
-            return checkpoint_tokenizer(candidate)
-    if (path / "config.json").is_file():
-        return load_tokenizer(path)
-    return load_tokenizer(get_preset(source).tokenizer)
+    return load_tokenizer(download(resolve(source)).tokenizer)
 
 
 def data_files(sft: SftDataConfig, output: Path) -> list[Path]:
@@ -143,10 +121,7 @@ def run_sft(run, sft: SftDataConfig):
     from specialize.model.parallel import destroy_parallel
     from specialize.train.runtime import run_training
 
-    source = run.model.source
-    if not Path(source).exists():
-        check_missing_source(source)
-    run.model.source = resolve_source(source)
+    run.model.source = resolve_source(run.model.source)  # a missing run directory is an error, not random weights
     output = Path(run.output)
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:

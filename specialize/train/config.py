@@ -22,12 +22,18 @@ from specialize.train.speed import SpeedConfig  # the speed: section, defined be
 class ModelConfig:
     """Which model, how it is split, and which attention kernel runs it."""
 
-    source: str = "qwen-tiny"  # preset name, converted megatron checkpoint dir, or HF checkpoint dir
+    source: str = "qwen-tiny"  # any --from form (specialize/model/source.py): run dir, checkpoint, HF dir, preset, Hub id
     tp: int = 1  # tensor-parallel size
     pp: int = 1  # pipeline-parallel size
+    cp: int = 1  # context-parallel size: each sequence split over cp GPUs (GPU + Transformer Engine only)
     sequence_parallel: bool = False  # only with tp > 1
     attention: str = "auto"  # auto | local | flash; see specialize/train/attention.py for what each runs where
-    recompute: bool = False  # full activation recomputation (GPU memory for compute)
+    # activation recomputation: none | selective (core attention only, Megatron-LM's --recompute-activations) |
+    # full (every layer's input kept, the layer recomputed in backward: --recompute-granularity full)
+    recompute: str = "none"
+    # RoPE base for continual pretraining at a longer context (Code-Qwen: 8192 tokens; Qwen2.5-Coder: 32k with
+    # base 1e6); null keeps the checkpoint's. Recorded in every checkpoint and in the export's config.json.
+    rotary_base: float | None = None
     overrides: dict = field(default_factory=dict)  # extra TransformerConfig fields (e.g. hidden_dropout: 0.0)
 
 
@@ -223,9 +229,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
 def check_config(config: RunConfig, world_size: int) -> int:
     """Check the settings against each other; return the number of micro-batches per step."""
     t, m, o = config.train, config.model, config.optimizer
-    if world_size % (m.tp * m.pp):
-        raise ConfigError(f"world size {world_size} is not a multiple of tp*pp = {m.tp}*{m.pp}")
-    dp = world_size // (m.tp * m.pp)
+    if m.cp < 1:
+        raise ConfigError(f"model.cp {m.cp}: must be >= 1")
+    if world_size % (m.tp * m.pp * m.cp):
+        raise ConfigError(f"world size {world_size} is not a multiple of tp*pp*cp = {m.tp}*{m.pp}*{m.cp}")
+    dp = world_size // (m.tp * m.pp * m.cp)
+    if t.seq_length % (2 * m.cp):
+        raise ConfigError(f"train.seq_length {t.seq_length} must be a multiple of 2 x model.cp = {2 * m.cp} "
+                          "(megatron splits each sequence into 2 x cp load-balanced chunks)")
+    recompute_mode(m.recompute)
+    if m.rotary_base is not None and m.rotary_base <= 0:
+        raise ConfigError(f"model.rotary_base {m.rotary_base}: must be positive")
     if t.global_batch_size % (t.micro_batch_size * dp):
         raise ConfigError(
             f"train.global_batch_size {t.global_batch_size} must be a multiple of "
@@ -247,6 +261,28 @@ def check_config(config: RunConfig, world_size: int) -> int:
         raise ConfigError(f"{warmup_steps(config)} warmup steps leave no step of train.steps {t.steps} after them; "
                           "lower optimizer.warmup_steps / warmup_fraction")
     return t.global_batch_size // (t.micro_batch_size * dp)
+
+
+RECOMPUTE_MODES = ("none", "selective", "full")
+
+
+def recompute_mode(value) -> str:
+    """``model.recompute`` as one of RECOMPUTE_MODES (true/false, from configs written before the modes, too)."""
+    text = str(value).strip().lower()
+    text = {"true": "full", "false": "none", "": "none"}.get(text, text)
+    if text not in RECOMPUTE_MODES:
+        raise ConfigError(f"model.recompute {value!r}: expected none, selective or full")
+    return text
+
+
+def recompute_settings(value) -> dict:
+    """The TransformerConfig fields of a recompute mode (Megatron-LM's flags for each)."""
+    mode = recompute_mode(value)
+    if mode == "full":
+        return dict(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
+    if mode == "selective":
+        return dict(recompute_granularity="selective")
+    return {}
 
 
 def warmup_steps(config: RunConfig) -> int:

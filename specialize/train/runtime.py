@@ -13,6 +13,7 @@ count in ``finalize_model_grads``), so micro-batching and data parallelism do no
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -27,7 +28,7 @@ import torch.distributed as dist
 from specialize.train.attention import plan_attention, thd_batch
 from specialize.train.batches import Prefetcher, StepBatches, block_causal_mask, check_dataset, microbatch_indices
 from specialize.train.checkpointing import AsyncSaves, latest_checkpoint, load_checkpoint, save_checkpoint
-from specialize.train.config import RunConfig, check_config, warmup_steps
+from specialize.train.config import RunConfig, check_config, recompute_settings, warmup_steps
 from specialize.train.data_api import DataRequest, DatasetProvider
 from specialize.train.metrics import RunLogger, peak_flops, step_flops
 from specialize.train.speed import fused_wgrad_available, plan_speed
@@ -70,53 +71,39 @@ class _StopFlag:
 
 
 def resolve_model_source(source: str, output: Path, tp: int, pp: int):
-    """(preset, checkpoint dir to load or None, tokenizer source) for ``--from``.
+    """(preset, checkpoint dir to load or None, tokenizer source) for ``--from`` (any form
+    ``specialize.model.source`` accepts: a run's newest checkpoint, a step, a checkpoint, ...).
 
-    A specialize checkpoint directory (``specialize.json``) is loaded as is; a Hugging Face directory
-    (``config.json``) is converted once into ``<output>/converted``; a preset name starts from random
-    weights (qwen-tiny) or from its converted checkpoint when the converter can fetch it.
+    Hugging Face weights (a directory or a Hub model) are converted once into ``<output>/converted``;
+    a project preset without weights starts from random initialisation.
     """
-    from specialize.model.checkpoint import META_FILE, checkpoint_preset, read_checkpoint_meta
-    from specialize.model.presets import get_preset
+    from specialize.model.checkpoint import META_FILE
+    from specialize.model.source import resolve
 
-    path = Path(source)
-    if (path / META_FILE).is_file():
-        return checkpoint_preset(path), path, read_checkpoint_meta(path).get("tokenizer_source")
-    if (path / "model" / META_FILE).is_file():  # a training checkpoint step directory
-        return checkpoint_preset(path / "model"), path / "model", read_checkpoint_meta(path / "model").get("tokenizer_source")
-    if (path / "config.json").is_file() or not path.exists():
-        preset = get_preset(source)
-        if preset.hf_repo is None and not path.exists():
-            return preset, None, preset.tokenizer  # project-defined preset: random initialisation
-        try:
-            from specialize.convert import hf_to_megatron, resolve_checkpoint
-        except ImportError as err:
-            raise RuntimeError(f"--from {source}: needs the Hugging Face converter (specialize.convert): {err}") from err
-        hf_dir = path if path.exists() else resolve_checkpoint(source)
-        converted = output / "converted"
-        if not (converted / META_FILE).is_file():
-            if dist.get_rank() == 0:
-                hf_to_megatron(str(hf_dir), str(converted), tp, pp)
-            dist.barrier()
-        return checkpoint_preset(converted), converted, read_checkpoint_meta(converted).get("tokenizer_source")
-    raise FileNotFoundError(f"--from {source}: a directory with neither specialize.json nor config.json")
+    resolved = resolve(source)
+    if resolved.random_init:
+        return resolved.preset, None, resolved.tokenizer
+    if not resolved.needs_conversion:
+        return resolved.preset, resolved.checkpoint, resolved.tokenizer
+    converted = output / "converted"
+    if not (converted / META_FILE).is_file():
+        if dist.get_rank() == 0:
+            from specialize.convert import hf_to_megatron
+
+            hf_to_megatron(source, str(converted), tp, pp)
+        dist.barrier()
+    imported = resolve(converted)
+    return imported.preset, imported.checkpoint, imported.tokenizer
 
 
 CONVERSION_DONE, CONVERSION_FAILED = "converted.done", "converted.failed"
 
 
 def needs_conversion(source: str) -> bool:
-    """Whether ``--from`` names a Hugging Face checkpoint (a directory or a Hub preset) to import first."""
-    from specialize.model.checkpoint import META_FILE
-    from specialize.model.presets import preset_for_name
+    """Whether ``--from`` names Hugging Face weights (a directory or a Hub model) to import first."""
+    from specialize.model.source import resolve
 
-    path = Path(source)
-    if (path / META_FILE).is_file() or (path / "model" / META_FILE).is_file():
-        return False
-    if path.exists():
-        return (path / "config.json").is_file()
-    preset = preset_for_name(source)
-    return preset is not None and preset.hf_repo is not None
+    return resolve(source).needs_conversion
 
 
 def convert_before_process_group(source: str, output: Path, tp: int, pp: int, *, rank: int | None = None,
@@ -172,10 +159,20 @@ def _loss_func(loss_mask: torch.Tensor, output: torch.Tensor):
 
 
 def _forward_step(boundaries: str, data_iterator, model):
-    """One micro-batch; document boundaries as the attention plan says (``specialize.train.attention``)."""
+    """One micro-batch; document boundaries as the attention plan says (``specialize.train.attention``).
+
+    Under context parallelism each rank keeps its 2 load-balanced chunks of every sequence (megatron's
+    ``get_batch_on_this_cp_rank``); Transformer Engine's attention exchanges keys and values around the
+    CP ring, and gradients and token counts are reduced over DP x CP (``finalize_model_grads``).
+    """
     batch = next(data_iterator)
     tokens, labels, loss_mask, positions = batch.tokens, batch.labels, batch.loss_mask, batch.position_ids
     attention_mask = packed = None
+    if context_parallel_size() > 1:
+        if batch.has_segments:
+            raise ValueError("model.cp > 1 with document boundaries (data.reset_attention_mask, SFT packing) is not "
+                             "supported: megatron's THD context parallelism needs padded cu_seqlens")
+        tokens, labels, loss_mask, positions = cp_slice(tokens, labels, loss_mask, positions)
     if batch.has_segments:
         if boundaries == "thd":
             tokens, labels, loss_mask, positions, packed = thd_batch(tokens, labels, loss_mask, positions, batch.segment_ids)
@@ -183,6 +180,35 @@ def _forward_step(boundaries: str, data_iterator, model):
             attention_mask = block_causal_mask(batch.segment_ids)
     output = model(tokens, positions, attention_mask, labels=labels, packed_seq_params=packed)
     return output, partial(_loss_func, loss_mask)
+
+
+def context_parallel_size() -> int:
+    from megatron.core import parallel_state as ps
+
+    return ps.get_context_parallel_world_size()
+
+
+def cp_slice(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """This CP rank's share of [batch, seq] tensors: chunks r and 2cp-1-r of 2cp (causal load balance)."""
+    from megatron.core.utils import get_batch_on_this_cp_rank
+
+    sliced = get_batch_on_this_cp_rank({str(i): tensor for i, tensor in enumerate(tensors)})
+    return [sliced[str(i)] for i in range(len(tensors))]
+
+
+def long_context_preset(preset, config: RunConfig) -> tuple[object, list[str]]:
+    """The preset trained: ``model.rotary_base`` replaces the checkpoint's RoPE base, and a
+    ``train.seq_length`` beyond ``max_position_embeddings`` raises it (both recorded in every checkpoint
+    and written to the export's config.json). Returns (preset, messages for the log)."""
+    m, t = config.model, config.train
+    notes, changes = [], {}
+    if m.rotary_base is not None and m.rotary_base != preset.rotary_base:
+        changes["rotary_base"] = float(m.rotary_base)
+        notes.append(f"RoPE base {preset.rotary_base:g} -> {m.rotary_base:g} (model.rotary_base)")
+    if t.seq_length > preset.max_position_embeddings:
+        changes["max_position_embeddings"] = t.seq_length
+        notes.append(f"max_position_embeddings {preset.max_position_embeddings} -> {t.seq_length} (train.seq_length)")
+    return (dataclasses.replace(preset, **changes) if changes else preset), notes
 
 
 def _global_loss(losses: list[dict]) -> tuple[float, float]:
@@ -194,8 +220,8 @@ def _global_loss(losses: list[dict]) -> tuple[float, float]:
         local += item["lm loss"].double().cpu()
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     local = local.to(device)
-    if ps.is_pipeline_last_stage(ignore_virtual=True):
-        dist.all_reduce(local, group=ps.get_data_parallel_group())
+    if ps.is_pipeline_last_stage(ignore_virtual=True):  # CP ranks hold different tokens of the same samples
+        dist.all_reduce(local, group=ps.get_data_parallel_group(with_context_parallel=True))
     else:
         local.zero_()
     dist.all_reduce(local, group=ps.get_pipeline_model_parallel_group())
@@ -252,7 +278,11 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
                        have_fused_wgrad=fused_wgrad_available(), distributed_optimizer=o.distributed)
     if speed.cuda_device_max_connections is not None:  # read when the CUDA context is made: before the process group
         os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(speed.cuda_device_max_connections)
-    initialize_parallel(tp=m.tp, pp=m.pp, seed=t.seed, timeout_minutes=t.distributed_timeout_minutes)
+    if m.cp > 1 and not (on_gpu and have_te):
+        raise ValueError(f"model.cp={m.cp} (context parallelism) needs GPUs with Transformer Engine: its attention "
+                         "passes keys and values around the CP ring, and megatron's local attention (CPU) has no "
+                         "such path; use model.cp=1 here, or tp/pp/recompute to fit long sequences")
+    initialize_parallel(tp=m.tp, pp=m.pp, cp=m.cp, seed=t.seed, timeout_minutes=t.distributed_timeout_minutes)
     megatron_fixes.apply()
     device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -267,6 +297,7 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         preset, init_dir, tokenizer_source = resolve_model_source(m.source, output, m.tp, m.pp)
     else:
         init_dir, tokenizer_source = None, preset.tokenizer
+    preset, preset_notes = long_context_preset(preset, config)
     tokenizer = load_tokenizer(tokenizer_source)
     bf16 = t.precision == "bf16" or (t.precision == "auto" and on_gpu)
     if m.sequence_parallel and not (on_gpu and have_te):
@@ -276,9 +307,10 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     overrides = speed.transformer_overrides()
     overrides.update(m.overrides)  # a TransformerConfig field set in model.overrides wins
     overrides.update(attention.config_overrides())
-    if m.recompute:
-        overrides.update(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
-    tconfig = transformer_config(preset, tp=m.tp, pp=m.pp, bf16=bf16, sequence_parallel=m.sequence_parallel,
+    if m.cp > 1 and attention.spec == "local":
+        raise ValueError("model.cp > 1 needs Transformer Engine attention; model.attention=local has no context parallelism")
+    overrides.update(recompute_settings(m.recompute))
+    tconfig = transformer_config(preset, tp=m.tp, pp=m.pp, cp=m.cp, bf16=bf16, sequence_parallel=m.sequence_parallel,
                                  calculate_per_token_loss=True, **overrides)
     module = build_gpt_model(preset, tconfig, local_spec=attention.spec == "local")
     if init_dir is not None:
@@ -332,6 +364,8 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
         logger.message(f"resumed from {resume_from} at step {start_step}")
     if init_dir is None and resume_from is None:
         logger.message(f"{preset.name}: no checkpoint given, starting from random weights")
+    for note in preset_notes:
+        logger.message(note)
     logger.message(f"data: {splits.description}")
     if on_gpu:
         logger.message(speed.summary())

@@ -93,7 +93,8 @@ def test_megatron_checkpoints_are_exported_for_generation(tmp_path):
     from specialize.eval.model_source import resolve_eval_model
 
     code = ("import sys\nfrom specialize.eval.model_source import _random_init_checkpoint\n"
-            "_random_init_checkpoint('qwen-tiny', __import__('pathlib').Path(sys.argv[1]), 1234)\n")
+            "from specialize.model.presets import get_preset\n"
+            "_random_init_checkpoint(get_preset('qwen-tiny'), __import__('pathlib').Path(sys.argv[1]), 1234)\n")
     run = tmp_path / "run"
     subprocess.run([sys.executable, "-c", code, str(run / "model")], check=True, capture_output=True)
     (run / "sft.yaml").write_text("system_prompt: You are a careful mathematician.\n")
@@ -112,8 +113,9 @@ def test_eval_from_a_preset_and_from_its_export_agree(tmp_path):
     document = json.loads((tmp_path / "preset" / "results.json").read_text())
     assert document["mode"] == "base" and "random initialisation" in document["origin"]
     code = ("import sys, pathlib\nfrom specialize.eval.model_source import _random_init_checkpoint\n"
+            "from specialize.model.presets import get_preset\n"
             "from specialize.convert import megatron_to_hf\n"
-            "d = _random_init_checkpoint('qwen-tiny', pathlib.Path(sys.argv[1]) / 'ckpt', 1234)\n"
+            "d = _random_init_checkpoint(get_preset('qwen-tiny'), pathlib.Path(sys.argv[1]) / 'ckpt', 1234)\n"
             "megatron_to_hf(d, pathlib.Path(sys.argv[1]) / 'hf')\n")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
     second = _invoke("eval", "--from", str(tmp_path / "hf"), "--task", "humaneval", "--limit", "2", "--max-new-tokens", "8",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from model_testing import make_hf_qwen2
+from model_testing import make_hf_model, make_hf_qwen2
 
 
 @pytest.fixture
@@ -28,3 +28,15 @@ def hf_tied(tmp_path_factory):
     directory = tmp_path_factory.mktemp("hf-tied")
     model = make_hf_qwen2(directory, tied=True, seed=1)
     return directory, model
+
+
+@pytest.fixture(scope="session")
+def hf_qwen3_untied(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("hf-qwen3-untied")
+    return directory, make_hf_model(directory, "qwen3", tied=False, seed=2)
+
+
+@pytest.fixture(scope="session")
+def hf_qwen3_tied(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("hf-qwen3-tied")
+    return directory, make_hf_model(directory, "qwen3", tied=True, seed=3)

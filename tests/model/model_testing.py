@@ -19,18 +19,32 @@ TINY = dict(vocab_size=8500, hidden_size=64, intermediate_size=176, num_hidden_l
             num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-6, rope_theta=1e6)
 
 
-def make_hf_qwen2(directory: Path, *, tied: bool, seed: int = 0, **overrides):
-    """A random fp32 Qwen2ForCausalLM saved as sharded safetensors + tokenizer files; returns the model.
+#: Tiny Qwen3: the same shape with head_dim 32 instead of hidden / heads = 16 (as Qwen3-0.6B: 128 vs 64).
+TINY_QWEN3 = {**TINY, "head_dim": 32}
 
-    Every parameter (biases and norms included) is drawn at random so that a swapped or
-    mis-split tensor shows in the logits.
+
+def make_hf_qwen2(directory: Path, *, tied: bool, seed: int = 0, **overrides):
+    """A random fp32 Qwen2ForCausalLM saved as sharded safetensors + tokenizer files; returns the model."""
+    return make_hf_model(directory, "qwen2", tied=tied, seed=seed, **overrides)
+
+
+def make_hf_model(directory: Path, family: str, *, tied: bool, seed: int = 0, **overrides):
+    """A random fp32 ``Qwen2ForCausalLM`` or ``Qwen3ForCausalLM`` saved as sharded safetensors +
+    tokenizer files; returns the model.
+
+    Every parameter (biases and norms, Qwen3's q/k norms included) is drawn at random so that a
+    swapped or mis-split tensor shows in the logits.
     """
     transformers = pytest.importorskip("transformers")
     from specialize.tokenization import load_tokenizer
 
     torch.manual_seed(seed)
-    config = transformers.Qwen2Config(**{**TINY, **overrides}, tie_word_embeddings=tied)
-    model = transformers.Qwen2ForCausalLM(config).float().eval()
+    if family == "qwen3":
+        config = transformers.Qwen3Config(**{**TINY_QWEN3, **overrides}, tie_word_embeddings=tied)
+        model = transformers.Qwen3ForCausalLM(config).float().eval()
+    else:
+        config = transformers.Qwen2Config(**{**TINY, **overrides}, tie_word_embeddings=tied)
+        model = transformers.Qwen2ForCausalLM(config).float().eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" in name:

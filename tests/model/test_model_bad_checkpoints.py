@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from specialize.convert import hf_to_megatron, resolve_checkpoint
+from specialize.convert import hf_to_megatron
 from specialize.convert.hf_io import SAFETENSORS_INDEX, CheckpointError, HFWeights
+from specialize.model.source import download, local_hf_directory, resolve
 
 
 @pytest.fixture
@@ -97,13 +98,13 @@ def test_pickle_with_code_is_refused(tmp_path):
 
 
 def test_resolve_local_directory_and_unknown_name(hf_untied, tmp_path):
-    assert resolve_checkpoint(hf_untied[0]) == hf_untied[0]
-    with pytest.raises(FileNotFoundError, match="not a known model name"):
-        resolve_checkpoint(tmp_path / "nowhere")
+    assert local_hf_directory(hf_untied[0]) == hf_untied[0]
+    with pytest.raises(FileNotFoundError, match="not a preset or Hugging Face repo id"):
+        resolve(tmp_path / "nowhere")
 
 
 def test_resolve_known_name_offline_says_what_to_download(tmp_path):
     with pytest.raises(RuntimeError, match=r"huggingface-cli download Qwen/Qwen2\.5-7B --local-dir DIR.*--from DIR"):
-        resolve_checkpoint("qwen2.5-7b", cache_dir=tmp_path, offline=True)
+        download(resolve("qwen2.5-7b"), cache_dir=tmp_path, offline=True)
     with pytest.raises(RuntimeError, match="huggingface-cli download Qwen/Qwen-14B"):
-        resolve_checkpoint("Qwen/Qwen-14B", cache_dir=tmp_path, offline=True)
+        download(resolve("Qwen/Qwen-14B"), cache_dir=tmp_path, offline=True)

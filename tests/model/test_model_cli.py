@@ -28,8 +28,30 @@ def test_memory_estimate_recipe():
 def test_model_info_prints_parameters_and_memory():
     result = runner.invoke(app, ["model", "info", "qwen2.5-7b", "--tp", "2", "--dp", "4"])
     assert result.exit_code == 0, result.output
-    assert "7,615,616,512" in result.output and "TP=2 PP=1 DP=4 (8 GPUs)" in result.output
+    assert "7,615,616,512" in result.output and "TP=2 PP=1 CP=1 DP=4 (8 GPUs)" in result.output
     assert "total per GPU" in result.output
+
+
+def test_long_context_memory_with_context_parallel_and_recompute():
+    preset = get_preset("qwen2.5-7b")
+    s, h, vocab = 32768, 3584, 152064
+    selective = estimate_memory(preset, tp=4, cp=2, seq_length=s)
+    assert selective.activations_bytes == 28 * 34 * (s // 2) * h // 4 + 4 * (s // 2) * vocab // 4
+    full = estimate_memory(preset, tp=4, cp=2, seq_length=s, recompute="full")
+    assert full.activations_bytes == 28 * 2 * (s // 2) * h // 4 + 4 * (s // 2) * vocab // 4
+    no_flash = estimate_memory(preset, tp=4, cp=2, seq_length=s, recompute="none", flash_attention=False)
+    assert no_flash.activations_bytes - selective.activations_bytes == 28 * 5 * 28 * (s // 2) * s // 4
+    no_sp = estimate_memory(preset, tp=4, cp=2, seq_length=s, sequence_parallel=False)
+    assert no_sp.activations_bytes == 28 * ((s // 2) * h * 10 + 24 * (s // 2) * h // 4) + 4 * (s // 2) * vocab // 4
+    assert estimate_memory(preset, tp=4, cp=2, dp=2).optimizer_bytes == estimate_memory(preset, tp=4, dp=4).optimizer_bytes
+    result = runner.invoke(app, ["model", "info", "qwen2.5-7b", "--tp", "4", "--cp", "2", "--seq-length", "32768",
+                                 "--recompute", "full"])
+    assert result.exit_code == 0, result.output
+    assert "CP=2 DP=1 (8 GPUs), seq 32768" in result.output and "activations (full recompute, flash, seq. parallel)" in result.output
+    beyond = runner.invoke(app, ["model", "info", "qwen-7b", "--seq-length", "32768"])
+    assert "beyond the preset's 8192 positions" in beyond.output
+    bad = runner.invoke(app, ["model", "info", "qwen-tiny", "--recompute", "some"])
+    assert bad.exit_code != 0 and "expected none, selective or full" in bad.output
 
 
 def test_model_info_rejects_impossible_layout():
@@ -51,4 +73,4 @@ def test_convert_round_trip_from_the_command_line(hf_tied, tmp_path):
 def test_convert_bad_source_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["convert", "hf-to-megatron", "--from", str(tmp_path / "missing"), "--to", str(tmp_path / "o")])
     assert result.exit_code == 1
-    assert "not a known model name" in result.output
+    assert "not a preset or Hugging Face repo id" in result.output

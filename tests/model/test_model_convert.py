@@ -19,11 +19,11 @@ def megatron_logits(checkpoint, tokens):
     from specialize.model.build import build_gpt_model, transformer_config
     from specialize.model.checkpoint import load_model_checkpoint
     from specialize.model.parallel import destroy_parallel, initialize_parallel
-    from specialize.model.presets import get_preset
+    from specialize.model.source import model_preset
 
     initialize_parallel(1, 1)
     try:
-        preset = get_preset(checkpoint)
+        preset = model_preset(checkpoint)
         model = build_gpt_model(preset, transformer_config(preset), parallel_output=False)
         load_model_checkpoint(model, checkpoint)
         model.eval()
@@ -39,8 +39,8 @@ def all_tensors(directory):
     return {name: weights.get(name) for name in weights.names()}
 
 
-@pytest.mark.parametrize("fixture", ["hf_untied", "hf_tied"])
-def test_qwen2_import_matches_transformers_and_exports_bit_identically(fixture, request, tmp_path):
+@pytest.mark.parametrize("fixture", ["hf_untied", "hf_tied", "hf_qwen3_untied", "hf_qwen3_tied"])
+def test_import_matches_transformers_and_exports_bit_identically(fixture, request, tmp_path):
     hf_dir, hf_model = request.getfixturevalue(fixture)
     tokens = sample_tokens()
     hf_to_megatron(hf_dir, tmp_path / "megatron")
@@ -56,10 +56,12 @@ def test_qwen2_import_matches_transformers_and_exports_bit_identically(fixture, 
     assert sorted(exported) == sorted(original)
     for name, tensor in original.items():
         assert exported[name].dtype == tensor.dtype and torch.equal(exported[name], tensor), name
-    assert ("lm_head.weight" in exported) is (fixture == "hf_untied")
+    assert ("lm_head.weight" in exported) is fixture.endswith("_untied")
 
     config = json.loads((tmp_path / "exported" / "config.json").read_text())
-    assert config["architectures"] == ["Qwen2ForCausalLM"] and config["vocab_size"] == vocab
+    assert config["architectures"] == hf_model.config.architectures and config["vocab_size"] == vocab
+    assert config.get("head_dim", 16) == getattr(hf_model.config, "head_dim", 16)
+    assert type(transformers.AutoConfig.from_pretrained(tmp_path / "exported")) is type(hf_model.config)
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "exported").eval()
     assert torch.equal(hf_logits(reloaded, tokens), hf_logits(hf_model, tokens))
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "exported")
@@ -102,11 +104,11 @@ def test_moved_checkpoint_still_finds_its_tokenizer(hf_tied, tmp_path):
     import shutil
 
     from specialize.model.checkpoint import checkpoint_tokenizer, read_checkpoint_meta
-    from specialize.model.presets import get_preset
+    from specialize.model.source import model_preset
 
     hf_to_megatron(hf_tied[0], tmp_path / "first")
     recorded = read_checkpoint_meta(tmp_path / "first")["tokenizer_source"]
     assert recorded == str((tmp_path / "first" / "tokenizer").resolve())
     shutil.move(tmp_path / "first", tmp_path / "moved")
     assert checkpoint_tokenizer(tmp_path / "moved").vocab_size == 8400
-    assert get_preset(tmp_path / "moved").tokenizer == str(tmp_path / "moved" / "tokenizer")
+    assert model_preset(tmp_path / "moved").tokenizer == str(tmp_path / "moved" / "tokenizer")

@@ -1,4 +1,4 @@
-"""TP=2 and PP=2 on CPU with 2 gloo processes: imported Qwen2 logits equal transformers', resharding keeps them."""
+"""TP=2 and PP=2 on CPU with 2 gloo processes: imported Qwen2 and Qwen3 logits equal transformers', resharding keeps them."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ def _logits_tp(checkpoint: Path, tokens: torch.Tensor, tp: int) -> torch.Tensor:
     from specialize.model.build import build_gpt_model, transformer_config
     from specialize.model.checkpoint import load_model_checkpoint
     from specialize.model.parallel import initialize_parallel
-    from specialize.model.presets import get_preset
+    from specialize.model.source import model_preset
 
     initialize_parallel(tp=tp, pp=1)
-    preset = get_preset(checkpoint)
+    preset = model_preset(checkpoint)
     model = build_gpt_model(preset, transformer_config(preset, tp=tp), parallel_output=False).eval()
     load_model_checkpoint(model, checkpoint)
     positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
@@ -37,10 +37,10 @@ def _logits_pp(checkpoint: Path, tokens: torch.Tensor, pp: int) -> torch.Tensor 
     from specialize.model.build import build_gpt_model, transformer_config
     from specialize.model.checkpoint import load_model_checkpoint
     from specialize.model.parallel import initialize_parallel
-    from specialize.model.presets import get_preset
+    from specialize.model.source import model_preset
 
     initialize_parallel(tp=1, pp=pp)
-    preset = get_preset(checkpoint)
+    preset = model_preset(checkpoint)
     model = build_gpt_model(preset, transformer_config(preset, pp=pp), parallel_output=False).eval()
     load_model_checkpoint(model, checkpoint)
     positions = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
@@ -83,12 +83,13 @@ def _worker(rank: int, port: int, hf_dir: str, tp1_checkpoint: str, out: str) ->
 
 
 @pytest.mark.slow
-def test_tp2_and_pp2_logits_match_transformers(hf_untied, tmp_path):
+@pytest.mark.parametrize("fixture", ["hf_untied", "hf_qwen3_tied"])  # Qwen2 untied; Qwen3 (q/k norms, head_dim 32) tied
+def test_tp2_and_pp2_logits_match_transformers(fixture, request, tmp_path):
     import torch.multiprocessing as mp
 
     from specialize.model.parallel import free_port
 
-    hf_dir, hf_model = hf_untied
+    hf_dir, hf_model = request.getfixturevalue(fixture)
     hf_to_megatron(hf_dir, tmp_path / "tp1")
     mp.spawn(_worker, args=(free_port(), str(hf_dir), str(tmp_path / "tp1"), str(tmp_path)), nprocs=2)
     results = torch.load(tmp_path / "logits.pt", weights_only=True)

@@ -116,13 +116,16 @@ def test_inspect_cli_shows_masking_and_writes_ids_and_labels(tmp_path):
 
 
 def test_a_missing_run_directory_is_not_silently_random_weights(tmp_path):
-    from specialize.sft.run import check_missing_source
+    from specialize.sft.run import resolve_source
 
-    check_missing_source("qwen-tiny")  # a preset: random weights, on purpose
+    assert resolve_source("qwen-tiny") == "qwen-tiny"  # a preset: random weights, on purpose
     with pytest.raises(FileNotFoundError, match="specialize train --from qwen-tiny"):
-        check_missing_source(str(tmp_path / "checkpoints" / "cpt" / "qwen-tiny"))
-    with pytest.raises(FileNotFoundError, match="not a model preset"):
-        check_missing_source("no-such-model")
+        resolve_source(str(tmp_path / "checkpoints" / "cpt" / "qwen-tiny"))
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="no such run"):  # relative, under an existing folder: not a Hub id
+        resolve_source("checkpoints/qwen-tiny") if __import__("os").chdir(tmp_path) is None else None
+    with pytest.raises(FileNotFoundError, match="not a preset"):
+        resolve_source("no-such-model")
 
 
 def test_inspect_view_underlines_only_the_templates_special_tokens():

@@ -15,14 +15,21 @@ from tests.model.model_testing import make_hf_qwen2
 
 
 def test_which_sources_need_an_import(tmp_path):
+    from specialize.model.presets import get_preset
+
     hf = tmp_path / "hf"
     hf.mkdir()
-    (hf / "config.json").write_text("{}")
+    (hf / "config.json").write_text(json.dumps({
+        "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "intermediate_size": 176, "vocab_size": 8448, "max_position_embeddings": 512}))
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
-    (checkpoint / META_FILE).write_text("{}")
+    (checkpoint / META_FILE).write_text(json.dumps({"format": "specialize-megatron", "format_version": 1,
+                                                    "preset": get_preset("qwen-tiny").to_dict(), "tokenizer_source": None}))
     assert needs_conversion(str(hf)) and needs_conversion("qwen-14b")  # a directory, a Hub preset
-    assert not needs_conversion(str(checkpoint)) and not needs_conversion("qwen-tiny") and not needs_conversion(str(tmp_path))
+    assert not needs_conversion(str(checkpoint)) and not needs_conversion("qwen-tiny")
+    with pytest.raises(FileNotFoundError, match="is not a model"):  # before any process group or rank waits
+        needs_conversion(str(tmp_path))
 
 
 def _waiting_rank(output, source, outcome):
@@ -54,7 +61,9 @@ def test_rank_0_converts_while_the_others_wait_on_the_directory(tmp_path):
 def test_a_failed_conversion_stops_every_rank_with_its_message(tmp_path):
     hf, output = tmp_path / "hf", tmp_path / "run"
     hf.mkdir()
-    (hf / "config.json").write_text('{"model_type": "llama"}')  # not a Qwen checkpoint
+    (hf / "config.json").write_text(json.dumps({  # a Qwen2 config without any weights: the converter fails
+        "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "intermediate_size": 176, "vocab_size": 8448, "max_position_embeddings": 512}))
     outcome: dict = {}
     waiter = threading.Thread(target=_waiting_rank, args=(output, str(hf), outcome))
     waiter.start()

@@ -84,3 +84,23 @@ def test_async_writer_is_the_one_this_megatron_core_offers():
         assert arguments == {"async_strategy": "mcore"} and queue_class.__module__.startswith("megatron.core")
     else:
         assert arguments["async_strategy"] in ("nvrx", "mcore")
+
+
+def test_long_context_settings_are_checked_before_the_run():
+    from specialize.train.config import recompute_mode, recompute_settings
+
+    config = load_config(None, ["model.cp=2", "train.seq_length=128", "train.global_batch_size=4", "train.micro_batch_size=2"])
+    assert check_config(config, world_size=4) == 1  # dp = 4 / (tp 1 x pp 1 x cp 2) = 2
+    with pytest.raises(ConfigError, match="not a multiple of tp\\*pp\\*cp = 1\\*1\\*2"):
+        check_config(config, world_size=3)
+    with pytest.raises(ConfigError, match="seq_length 102 must be a multiple of 2 x model.cp = 4"):
+        check_config(load_config(None, ["model.cp=2", "train.seq_length=102"]), world_size=2)
+    with pytest.raises(ConfigError, match="rotary_base -1.0: must be positive"):
+        check_config(load_config(None, ["model.rotary_base=-1"]), world_size=1)
+    # recompute: the three modes, and the true/false of configs written before them
+    assert [recompute_mode(v) for v in (True, False, "selective", "FULL", "none")] == ["full", "none", "selective", "full", "none"]
+    assert recompute_settings("selective") == {"recompute_granularity": "selective"}
+    assert recompute_settings("full")["recompute_granularity"] == "full" and recompute_settings("none") == {}
+    assert load_config(None, ["model.recompute=true"]).model.recompute == "True"
+    with pytest.raises(ConfigError, match="model.recompute 'some'"):
+        check_config(load_config(None, ["model.recompute=some"]), world_size=1)

@@ -114,3 +114,41 @@ def test_microbatches_of_a_step_are_the_same_samples_for_any_dp():
            for r in (0, 1)]
     flat = lambda batches: sorted(i for b in batches for i in b)
     assert flat(one) == flat(two[0] + two[1]) == list(range(24, 32))
+
+
+def _losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_recompute_modes_train_the_same_function(tmp_path):
+    """Selective (core attention) and full (whole layer) recomputation trade compute for memory only:
+    the losses are bitwise those of no recomputation (fp32 on CPU)."""
+    for mode in ("none", "selective", "full"):
+        runtime.run_training(_config(tmp_path / mode, 3, f"model.recompute={mode}", "log.eval_every=0"), PatternProvider())
+    assert _losses(tmp_path / "none" / "run") == _losses(tmp_path / "selective" / "run") == _losses(tmp_path / "full" / "run")
+
+
+def test_a_new_rope_base_and_longer_context_are_trained_recorded_and_exported(tmp_path, capsys):
+    """``model.rotary_base`` changes the RoPE base at the start of CPT; a seq_length beyond the model's
+    max_position_embeddings raises it; both are in the checkpoint and in the export's config.json."""
+    import dataclasses
+
+    from specialize.convert import megatron_to_hf
+    from specialize.model.presets import get_preset
+
+    short = dataclasses.replace(get_preset("qwen-tiny"), max_position_embeddings=16)
+    config = _config(tmp_path, 3, "model.rotary_base=1000000", "log.eval_every=0")
+    result = runtime.run_training(config, PatternProvider(), preset=short)
+    saved = json.loads((result.checkpoint / "model" / "specialize.json").read_text())["preset"]
+    assert (saved["rotary_base"], saved["max_position_embeddings"]) == (1e6, 32)
+    exported = json.loads((megatron_to_hf(result.checkpoint, tmp_path / "hf") / "config.json").read_text())
+    assert exported["rope_theta"] == 1e6 and exported["max_position_embeddings"] == 32
+    printed = capsys.readouterr().out
+    assert "RoPE base 10000 -> 1e+06 (model.rotary_base)" in printed and "max_position_embeddings 16 -> 32" in printed
+    runtime.run_training(_config(tmp_path / "base", 3, "log.eval_every=0"), PatternProvider(), preset=short)
+    assert _losses(tmp_path / "run") != _losses(tmp_path / "base" / "run")  # another base is another function
+
+
+def test_context_parallel_is_refused_on_cpu(tmp_path):
+    with pytest.raises(ValueError, match=r"model.cp=2 \(context parallelism\) needs GPUs with Transformer Engine"):
+        runtime.run_training(_config(tmp_path, 3, "model.cp=2"), PatternProvider())

@@ -9,11 +9,13 @@ are lists of (megatron name, HF names, transform); these are all the transforms 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from specialize.model.presets import ModelPreset
+if TYPE_CHECKING:  # type hints only: architecture imports the families at run time
+    from specialize.model.architecture import ModelPreset
+
 
 Shape = tuple[int, ...]
 
