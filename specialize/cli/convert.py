@@ -41,13 +41,15 @@ def megatron_to_hf_command(
     destination: Path = typer.Option(..., "--to", help="Output directory for the Hugging Face checkpoint."),
     chat_template: Optional[Path] = typer.Option(None, "--chat-template", help="Jinja chat template file (SFT models)."),
     max_shard_gb: float = typer.Option(4.0, "--max-shard-gb", help="Largest safetensors shard, in GiB."),
+    rope_scaling: Optional[str] = typer.Option(None, "--rope-scaling", help="YaRN context extension written to config.json: yarn:FACTOR[:TRAINED_LENGTH] (default trained length: the model's max_position_embeddings)."),
 ) -> None:
-    """Export as a Hugging Face Qwen2ForCausalLM checkpoint (safetensors, config, tokenizer)."""
+    """Export as a Hugging Face checkpoint (Qwen2ForCausalLM, or Qwen3ForCausalLM for Qwen3): safetensors, config, tokenizer."""
     from specialize.convert import megatron_to_hf
 
     template = chat_template.read_text(encoding="utf-8") if chat_template else None
     try:
-        out = megatron_to_hf(source, destination, chat_template=template, max_shard_bytes=int(max_shard_gb * 1024**3))
+        out = megatron_to_hf(source, destination, chat_template=template, max_shard_bytes=int(max_shard_gb * 1024**3),
+                             rope_scaling=rope_scaling)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err

@@ -156,10 +156,11 @@ def export(
 
 
 def chat(
-    checkpoint: str = typer.Argument(..., help="A `specialize sft`/`train` run directory, a specialize checkpoint, or a Hugging Face chat export."),
+    checkpoint: str = typer.Argument(..., help="A `specialize sft`/`train` run directory, training step, specialize checkpoint, or a Hugging Face chat export / Hub id."),
     prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="One-shot: the user message(s), answered in turn. Without it: interactive (empty line or Ctrl-D ends)."),
     system_prompt: Optional[str] = typer.Option(None, "--system", help="System prompt (megatron checkpoints; HF exports use their chat template's). Default: 'You are a helpful assistant.'"),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
+    rope_scaling: Optional[str] = typer.Option(None, "--rope-scaling", help="Beyond the trained context: yarn:FACTOR[:TRAINED_LENGTH] (Qwen2/2.5/3), or qwen-ntk-logn[:TRAINED_LENGTH] (Qwen 1.0's dynamic NTK + LogN; megatron checkpoints)."),
 ) -> None:
     """Greedy chat with a checkpoint, for a quick look (ChatML, stops at <|im_end|>)."""
     from specialize.sft.chat import open_chat
@@ -167,7 +168,8 @@ def chat(
     from specialize.sft.conversations import Message
 
     try:
-        session = open_chat(checkpoint, system_prompt if system_prompt is not None else DEFAULT_SYSTEM_PROMPT)
+        session = open_chat(checkpoint, system_prompt if system_prompt is not None else DEFAULT_SYSTEM_PROMPT,
+                            rope_scaling=rope_scaling)
     except (FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

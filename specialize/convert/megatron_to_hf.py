@@ -60,15 +60,18 @@ def megatron_to_hf(
     *,
     chat_template: str | None = None,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    rope_scaling: str | None = None,
 ) -> Path:
     """Export the megatron checkpoint ``src`` (or a training step, or a run's newest checkpoint)
     as a Hugging Face checkpoint in ``dst``.
 
     ``chat_template`` (a Jinja ChatML template) goes into ``tokenizer_config.json`` and makes
-    ``<|im_end|>`` the end-of-sequence token, for SFT models.
+    ``<|im_end|>`` the end-of-sequence token, for SFT models. ``rope_scaling`` (``yarn:4``,
+    ``yarn:4:32768``; see ``specialize.model.rope_scaling``) writes YaRN context extension into config.json.
     """
     from specialize.convert.checkpoint_reader import CheckpointTensors
     from specialize.model.checkpoint import cast_dtype, checkpoint_tokenizer, read_checkpoint_meta
+    from specialize.model.rope_scaling import parse_rope_scaling
     from specialize.model.source import resolve
 
     resolved, destination = resolve(src), Path(dst)
@@ -78,13 +81,15 @@ def megatron_to_hf(
     source = resolved.checkpoint
     meta = read_checkpoint_meta(source)
     preset = ModelPreset.from_dict(meta["preset"])
+    scaling = parse_rope_scaling(rope_scaling, trained_length=preset.max_position_embeddings)
+    scaling_entries = scaling.hf_config_entries(preset.rotary_base) if scaling else {}  # refuses what HF cannot run
     dtype = cast_dtype(meta["saved_with"]["params_dtype"])
     tokenizer = checkpoint_tokenizer(source)
     tensors = CheckpointTensors(source)
     destination.mkdir(parents=True, exist_ok=True)
     write_sharded_safetensors(destination, export_groups(tensors, preset, dtype), max_shard_bytes)
     eos_id = tokenizer.im_end_id if chat_template else tokenizer.eod_id
-    config_json = hf_config(preset, dtype, bos_id=tokenizer.eod_id, eos_id=eos_id)
+    config_json = {**hf_config(preset, dtype, bos_id=tokenizer.eod_id, eos_id=eos_id), **scaling_entries}
     (destination / "config.json").write_text(json.dumps(config_json, indent=2) + "\n", encoding="utf-8")
     generation = {
         "bos_token_id": tokenizer.eod_id,
@@ -94,5 +99,5 @@ def megatron_to_hf(
         "max_new_tokens": 2048,
     }
     (destination / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
-    tokenizer.save_hf(destination, chat_template=chat_template, model_max_length=preset.max_position_embeddings)
+    tokenizer.save_hf(destination, chat_template=chat_template, model_max_length=config_json["max_position_embeddings"])
     return destination

@@ -114,13 +114,16 @@ def build_gpt_model(
     post_process: bool | None = None,
     parallel_output: bool = True,
     local_spec: bool = False,
+    rope_scaling=None,
 ):
     """This pipeline stage's ``GPTModel`` (megatron's parallel state must be initialised).
 
     ``pre_process``/``post_process`` default to whether this rank holds the first/last stage.
     ``parallel_output=False`` gathers logits over TP (for inference and tests); training keeps them
     split and uses megatron's vocab-parallel cross entropy. ``local_spec`` builds megatron's local layers
-    even where Transformer Engine is installed (``model.attention: local``).
+    even where Transformer Engine is installed (``model.attention: local``). ``rope_scaling`` (a
+    ``specialize.model.rope_scaling.RopeScaling``) builds YaRN's rotary embedding for inference beyond the
+    trained context (Qwen's dynamic NTK + LogN is applied on top of a built model: ``QwenDynamicNTK``).
     """
     from megatron.core import parallel_state
     from megatron.core.models.gpt import GPTModel
@@ -138,7 +141,7 @@ def build_gpt_model(
         post_process=post_process,
         parallel_output=parallel_output,
         share_embeddings_and_output_weights=preset.tie_word_embeddings,
-        position_embedding_type="rope",
+        position_embedding_type=rope_scaling.configure_megatron(config) if rope_scaling is not None else "rope",
         rotary_percent=1.0,
         rotary_base=preset.rotary_base,
     )

@@ -32,7 +32,8 @@ def megatron_checkpoint_dir(source: str | Path) -> Path:
 class MegatronChat:
     """A megatron-core GPTModel at TP=1/PP=1 in this process (call ``close`` to free the parallel state)."""
 
-    def __init__(self, checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> None:
+    def __init__(self, checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+                 rope_scaling: str | None = None) -> None:
         from specialize.model.build import build_gpt_model, transformer_config
         from specialize.model.checkpoint import (
             cast_dtype,
@@ -42,6 +43,7 @@ class MegatronChat:
             read_checkpoint_meta,
         )
         from specialize.model.parallel import initialize_parallel
+        from specialize.model.rope_scaling import QwenDynamicNTK, parse_rope_scaling
 
         directory = megatron_checkpoint_dir(checkpoint)
         self.preset = checkpoint_preset(directory)
@@ -51,9 +53,13 @@ class MegatronChat:
         initialize_parallel(1, 1)
         config = transformer_config(self.preset, params_dtype=dtype, perform_initialization=False,
                                     bf16=dtype == torch.bfloat16)
-        self.model = build_gpt_model(self.preset, config, parallel_output=False)
+        self.scaling = parse_rope_scaling(rope_scaling, trained_length=self.preset.max_position_embeddings)
+        self.model = build_gpt_model(self.preset, config, parallel_output=False, rope_scaling=self.scaling)
         load_model_checkpoint(self.model, directory)
         self.model.eval()
+        self.ntk = (QwenDynamicNTK(self.model, self.scaling, rotary_base=self.preset.rotary_base, head_dim=self.preset.head_dim)
+                    if self.scaling is not None and self.scaling.method == "qwen-ntk-logn" else None)
+        self.max_positions = self.scaling.max_positions if self.scaling else self.preset.max_position_embeddings
         self.device = next(self.model.parameters()).device
 
     @torch.no_grad()
@@ -67,8 +73,10 @@ class MegatronChat:
         """Greedy continuation of ``prompt_ids`` (without the stop token)."""
         stops = {self.tokenizer.im_end_id, self.tokenizer.eod_id}
         ids, new = list(prompt_ids), []
+        if self.ntk is not None:
+            self.ntk.set_length(len(ids))  # Qwen fixes the NTK base at the prompt's length (its KV cache)
         for _ in range(max_new_tokens):
-            if len(ids) >= self.preset.max_position_embeddings:
+            if len(ids) >= self.max_positions:
                 break
             token = int(torch.argmax(self.next_token_logits(ids)))
             if token in stops:
@@ -90,14 +98,22 @@ class MegatronChat:
 class HFChat:
     """An exported (or any Qwen2 chat) checkpoint through transformers."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, rope_scaling: str | None = None) -> None:
         import transformers
+
+        from specialize.model.rope_scaling import parse_rope_scaling
 
         self.directory = Path(directory)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.directory)
         if not self.tokenizer.chat_template:
             raise ValueError(f"{directory}: tokenizer_config.json has no chat_template (not a chat export?)")
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(self.directory, dtype=torch.float32).eval()
+        config = transformers.AutoConfig.from_pretrained(self.directory)
+        scaling = parse_rope_scaling(rope_scaling, trained_length=config.max_position_embeddings)
+        if scaling is not None:  # as the export would write it (YaRN only: transformers has no Qwen NTK + LogN)
+            theta = (getattr(config, "rope_parameters", None) or {}).get("rope_theta") or config.rope_theta
+            for key, value in scaling.hf_config_entries(theta).items():
+                setattr(config, key, value)
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(self.directory, config=config, dtype=torch.float32).eval()
 
     def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         rendered = self.tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
@@ -120,12 +136,13 @@ class HFChat:
         pass
 
 
-def open_chat(checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT):
+def open_chat(checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, rope_scaling: str | None = None):
     """``HFChat`` for Hugging Face weights (a directory or a Hub model), else ``MegatronChat`` (a run's
-    newest checkpoint, a step or a model checkpoint); ``specialize.model.source`` decides which."""
+    newest checkpoint, a step or a model checkpoint); ``specialize.model.source`` decides which.
+    ``rope_scaling``: context extension (``yarn:4``; ``qwen-ntk-logn`` for megatron checkpoints)."""
     from specialize.model.source import download, resolve
 
     resolved = resolve(checkpoint)
     if resolved.needs_conversion:
-        return HFChat(download(resolved).hf_directory)
-    return MegatronChat(checkpoint, system_prompt)
+        return HFChat(download(resolved).hf_directory, rope_scaling=rope_scaling)
+    return MegatronChat(checkpoint, system_prompt, rope_scaling=rope_scaling)
