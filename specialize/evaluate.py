@@ -45,7 +45,7 @@ def heldout_loss(
     from specialize.train.config import DataConfig
     from specialize.train.data import ShardBlendProvider
     from specialize.train.data_api import DataRequest
-    from specialize.train.runtime import resolve_model_source
+    from specialize.train.starting_point import resolve_model_source
 
     initialize_parallel(tp=1, pp=1, seed=seed)
     try:

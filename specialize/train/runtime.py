@@ -1,9 +1,9 @@
-"""The training loop shared by continual pretraining and SFT: read it top to bottom.
+"""The training loop shared by continual pretraining and SFT: read ``Trainer`` top to bottom.
 
-``run_training(config, provider)``: parallel setup -> model (from a preset, a specialize checkpoint,
-or a Hugging Face checkpoint converted on the fly) -> megatron DDP + (distributed) optimizer + LR
-schedule -> datasets from the provider -> resume from the latest checkpoint -> steps through
-``get_forward_backward_func`` (micro-batches, pipeline schedule) -> logging, validation, checkpoints.
+``run_training(config, provider)``: parallel setup -> model (from any ``--from``: ``starting_point``) ->
+megatron DDP + (distributed) optimizer + LR schedule -> datasets from the provider -> resume from the
+latest checkpoint -> steps through ``get_forward_backward_func`` (micro-batches, pipeline schedule) ->
+logging, validation, checkpoints.
 
 The loss is the token mean over the whole global batch (megatron's ``calculate_per_token_loss``:
 each micro-batch returns its masked loss sum and token count; gradients are divided by the global
@@ -13,7 +13,6 @@ count in ``finalize_model_grads``), so micro-batching and data parallelism do no
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import signal
@@ -32,6 +31,7 @@ from specialize.train.config import RunConfig, check_config, recompute_settings,
 from specialize.train.data_api import DataRequest, DatasetProvider
 from specialize.train.metrics import RunLogger, peak_flops, step_flops
 from specialize.train.speed import fused_wgrad_available, plan_speed
+from specialize.train.starting_point import convert_before_process_group, long_context_preset, resolve_model_source
 
 
 @dataclass
@@ -68,85 +68,6 @@ class _StopFlag:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def resolve_model_source(source: str, output: Path, tp: int, pp: int):
-    """(preset, checkpoint dir to load or None, tokenizer source) for ``--from`` (any form
-    ``specialize.model.source`` accepts: a run's newest checkpoint, a step, a checkpoint, ...).
-
-    Hugging Face weights (a directory or a Hub model) are converted once into ``<output>/converted``;
-    a project preset without weights starts from random initialisation.
-    """
-    from specialize.model.checkpoint import META_FILE
-    from specialize.model.source import resolve
-
-    resolved = resolve(source)
-    if resolved.random_init:
-        return resolved.preset, None, resolved.tokenizer
-    if not resolved.needs_conversion:
-        return resolved.preset, resolved.checkpoint, resolved.tokenizer
-    converted = output / "converted"
-    if not (converted / META_FILE).is_file():
-        if dist.get_rank() == 0:
-            from specialize.convert import hf_to_megatron
-
-            hf_to_megatron(source, str(converted), tp, pp)
-        dist.barrier()
-    imported = resolve(converted)
-    return imported.preset, imported.checkpoint, imported.tokenizer
-
-
-CONVERSION_DONE, CONVERSION_FAILED = "converted.done", "converted.failed"
-
-
-def needs_conversion(source: str) -> bool:
-    """Whether ``--from`` names Hugging Face weights (a directory or a Hub model) to import first."""
-    from specialize.model.source import resolve
-
-    return resolve(source).needs_conversion
-
-
-def convert_before_process_group(source: str, output: Path, tp: int, pp: int, *, rank: int | None = None,
-                                 wait_s: float = 24 * 3600.0, poll_s: float = 2.0) -> None:
-    """Import a Hugging Face ``--from`` into ``<output>/converted`` before any process group exists.
-
-    A 72B import reads ~1.2 TB; done on rank 0 after the group is up, the other ranks waited for it
-    under the collectives' timeout (NCCL's 10 minutes by default) and the job died. Here the launcher's
-    rank 0 converts in a child process (the converter sets up its own group of tp x pp ranks, on CPU
-    when a job is running) and every other rank waits on the shared output directory for
-    ``converted.done`` (or ``converted.failed``, whose message it raises), with no collective pending.
-    """
-    import subprocess
-    import sys
-    import time
-
-    from specialize.model.checkpoint import META_FILE
-    from specialize.model.parallel import launcher_free_environment
-
-    converted = output / "converted"
-    done, failed = output / CONVERSION_DONE, output / CONVERSION_FAILED
-    if not needs_conversion(source) or (converted / META_FILE).is_file():
-        return  # nothing to import, or imported by an earlier start of this run (the metadata is written last)
-    if (int(os.environ.get("RANK", "0")) if rank is None else rank) == 0:
-        output.mkdir(parents=True, exist_ok=True)
-        failed.unlink(missing_ok=True)
-        done.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "specialize.cli", "convert", "hf-to-megatron", "--from", source, "--to", str(converted),
-                   "--tp", str(tp), "--pp", str(pp)]
-        result = subprocess.run(command, env=launcher_free_environment(), capture_output=True, text=True)
-        if result.returncode != 0:
-            message = f"--from {source}: conversion to {converted} failed: {(result.stderr or result.stdout).strip()[-2000:]}"
-            failed.write_text(message, encoding="utf-8")
-            raise RuntimeError(message)
-        done.write_text(source + "\n", encoding="utf-8")
-        return
-    deadline = time.monotonic() + wait_s
-    while not (done.is_file() and (converted / META_FILE).is_file()):
-        if failed.is_file():
-            raise RuntimeError(failed.read_text(encoding="utf-8"))
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"--from {source}: rank 0 did not finish converting into {converted} within {wait_s:.0f} s")
-        time.sleep(poll_s)
 
 
 def _loss_func(loss_mask: torch.Tensor, output: torch.Tensor):
@@ -196,21 +117,6 @@ def cp_slice(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [sliced[str(i)] for i in range(len(tensors))]
 
 
-def long_context_preset(preset, config: RunConfig) -> tuple[object, list[str]]:
-    """The preset trained: ``model.rotary_base`` replaces the checkpoint's RoPE base, and a
-    ``train.seq_length`` beyond ``max_position_embeddings`` raises it (both recorded in every checkpoint
-    and written to the export's config.json). Returns (preset, messages for the log)."""
-    m, t = config.model, config.train
-    notes, changes = [], {}
-    if m.rotary_base is not None and m.rotary_base != preset.rotary_base:
-        changes["rotary_base"] = float(m.rotary_base)
-        notes.append(f"RoPE base {preset.rotary_base:g} -> {m.rotary_base:g} (model.rotary_base)")
-    if t.seq_length > preset.max_position_embeddings:
-        changes["max_position_embeddings"] = t.seq_length
-        notes.append(f"max_position_embeddings {preset.max_position_embeddings} -> {t.seq_length} (train.seq_length)")
-    return (dataclasses.replace(preset, **changes) if changes else preset), notes
-
-
 def _global_loss(losses: list[dict]) -> tuple[float, float]:
     """(summed loss, token count) over the global batch, on every rank."""
     from megatron.core import parallel_state as ps
@@ -254,253 +160,322 @@ def run_training(config: RunConfig, provider: DatasetProvider | None = None, *, 
     Collective: under torchrun every process calls it. Resumes from ``<output>/checkpoints/latest``
     when ``checkpoint.resume`` is on. Returns after the last step or after a SIGTERM/SIGINT save.
     """
-    from megatron.core import parallel_state as ps
-    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
-    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
-    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
-    from megatron.core.pipeline_parallel import get_forward_backward_func
+    return Trainer(config, provider, preset=preset).train()
 
-    from specialize.model.build import _have_transformer_engine, build_gpt_model, transformer_config
-    from specialize.model.checkpoint import load_model_checkpoint
-    from specialize.model.cpu_compat import cuda_type_names
-    from specialize.model.parallel import initialize_parallel
-    from specialize.tokenization import load_tokenizer
-    from specialize.train import megatron_fixes
 
-    t, m, o = config.train, config.model, config.optimizer
-    output = Path(config.output)
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    if preset is None:
-        convert_before_process_group(m.source, output, m.tp, m.pp)
-    on_gpu, have_te = torch.cuda.is_available(), _have_transformer_engine()
-    speed = plan_speed(config.speed, on_gpu=on_gpu, have_te=have_te,
-                       have_fused_wgrad=fused_wgrad_available(), distributed_optimizer=o.distributed)
-    if speed.cuda_device_max_connections is not None:  # read when the CUDA context is made: before the process group
-        os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(speed.cuda_device_max_connections)
-    if m.cp > 1 and not (on_gpu and have_te):
-        raise ValueError(f"model.cp={m.cp} (context parallelism) needs GPUs with Transformer Engine: its attention "
-                         "passes keys and values around the CP ring, and megatron's local attention (CPU) has no "
-                         "such path; use model.cp=1 here, or tp/pp/recompute to fit long sequences")
-    initialize_parallel(tp=m.tp, pp=m.pp, cp=m.cp, seed=t.seed, timeout_minutes=t.distributed_timeout_minutes)
-    megatron_fixes.apply()
-    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    num_microbatches = check_config(config, world)
-    dp_rank, dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
-    if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+class Trainer:
+    """One run, in the order it happens (the shape of torchtitan's ``Trainer``).
 
-    # -- model ------------------------------------------------------------------------------------
-    if preset is None:
-        preset, init_dir, tokenizer_source = resolve_model_source(m.source, output, m.tp, m.pp)
-    else:
-        init_dir, tokenizer_source = None, preset.tokenizer
-    preset, preset_notes = long_context_preset(preset, config)
-    tokenizer = load_tokenizer(tokenizer_source)
-    bf16 = t.precision == "bf16" or (t.precision == "auto" and on_gpu)
-    if m.sequence_parallel and not (on_gpu and have_te):
-        raise ValueError("model.sequence_parallel needs Transformer Engine on GPU: megatron's local layer spec "
-                         "(torch RMSNorm, used on CPU) does not support it; drop --set model.sequence_parallel=true")
-    attention = plan_attention(m.attention, on_gpu=on_gpu, have_te=have_te)
-    overrides = speed.transformer_overrides()
-    overrides.update(m.overrides)  # a TransformerConfig field set in model.overrides wins
-    overrides.update(attention.config_overrides())
-    if m.cp > 1 and attention.spec == "local":
-        raise ValueError("model.cp > 1 needs Transformer Engine attention; model.attention=local has no context parallelism")
-    overrides.update(recompute_settings(m.recompute))
-    tconfig = transformer_config(preset, tp=m.tp, pp=m.pp, cp=m.cp, bf16=bf16, sequence_parallel=m.sequence_parallel,
-                                 calculate_per_token_loss=True, **overrides)
-    module = build_gpt_model(preset, tconfig, local_spec=attention.spec == "local")
-    if init_dir is not None:
-        load_model_checkpoint(module, init_dir)
-    ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=speed.overlap_grad_reduce,
-                                               overlap_param_gather=speed.overlap_param_gather,
-                                               use_distributed_optimizer=o.distributed)
-    model = DistributedDataParallel(tconfig, ddp_config, module)
-    with cuda_type_names():
-        optimizer = get_megatron_optimizer(
-        OptimizerConfig(optimizer="adam", lr=o.lr, min_lr=o.lr * o.min_lr_ratio, weight_decay=o.weight_decay,
-                        adam_beta1=o.beta1, adam_beta2=o.beta2, adam_eps=o.eps, clip_grad=o.clip_grad,
-                        bf16=bf16, params_dtype=tconfig.params_dtype, use_distributed_optimizer=o.distributed,
-                        overlap_param_gather=speed.overlap_param_gather),
-        [model],
-    )
-    scheduler = OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=o.lr, min_lr=o.lr * (o.min_lr_ratio if o.schedule == "cosine" else 1.0),
-        lr_warmup_steps=warmup_steps(config), lr_decay_steps=t.steps, lr_decay_style=o.schedule,
-        start_wd=o.weight_decay, end_wd=o.weight_decay, wd_incr_steps=t.steps, wd_incr_style="constant")
-    tconfig.finalize_model_grads_func = finalize_model_grads
-    tconfig.grad_scale_func = optimizer.scale_loss
-    forward_backward = get_forward_backward_func()
+    Set-up (``__init__``): parallel state -> model -> optimizer and LR schedule -> data -> resume.
+    The loop (``train``): ``train_step`` -> ``log_step`` -> ``validate`` when due -> the checkpoint policy
+    (``save_due``), until ``train.steps`` or a stop signal.
+    """
 
-    # -- data -------------------------------------------------------------------------------------
-    if provider is None:
-        from specialize.train.data import ShardBlendProvider
+    def __init__(self, config: RunConfig, provider: DatasetProvider | None = None, *, preset=None) -> None:
+        self.config = config
+        self.output = Path(config.output)
+        self.step, self.bad_in_row, self.skipped = 0, 0, 0
+        self.step_pairs = 0.0  # attention query-key pairs of this rank's micro-batches in the last step (for MFU)
+        self._setup_parallel(convert_first=preset is None)
+        self._build_model(preset)
+        self._build_optimizer()
+        self._build_data(provider)
+        self._resume()
 
-        provider = ShardBlendProvider(config.data)
-    evals = t.steps // config.log.eval_every + 1 if config.log.eval_every else 0
-    request = DataRequest(
-        seq_length=t.seq_length, seed=t.seed, train_samples=t.steps * t.global_batch_size,
-        valid_samples=config.log.eval_iters * t.global_batch_size if evals else 0,
-        vocab_size=tokenizer.vocab_size, eod_id=tokenizer.eod_id, tokenizer_fingerprint=tokenizer.fingerprint,
-        cache_dir=config.data.cache_dir or str(output / "data_cache"))
-    splits = provider.build(request)
-    check_dataset(splits.train, "train", t.seq_length, tokenizer.vocab_size)
-    if splits.valid is not None:
-        check_dataset(splits.valid, "valid", t.seq_length, tokenizer.vocab_size)
+    # -- set-up -----------------------------------------------------------------------------------
+    def _setup_parallel(self, *, convert_first: bool) -> None:
+        """Import Hugging Face weights (before any process group), plan the kernels, start the groups."""
+        from megatron.core import parallel_state as ps
 
-    # -- resume -----------------------------------------------------------------------------------
-    start_step, bad_in_row, skipped = 0, 0, 0
-    resume_from = latest_checkpoint(output) if config.checkpoint.resume else None
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
-                                load_optimizer=config.checkpoint.load_optimizer)
-        start_step, bad_in_row, skipped = state["step"], state["bad_in_row"], state["skipped"]
-    logger = RunLogger(output, enabled=rank == 0, tensorboard=config.log.tensorboard, progress=config.log.progress,
-                       total_steps=t.steps, start_step=start_step)
-    if resume_from is not None:
-        logger.message(f"resumed from {resume_from} at step {start_step}")
-    if init_dir is None and resume_from is None:
-        logger.message(f"{preset.name}: no checkpoint given, starting from random weights")
-    for note in preset_notes:
-        logger.message(note)
-    logger.message(f"data: {splits.description}")
-    if on_gpu:
-        logger.message(speed.summary())
-    if len(splits.train) < request.train_samples:
-        logger.message(f"the train dataset has {len(splits.train)} samples for {request.train_samples} needed: "
-                       f"reading it again from the start ({request.train_samples / len(splits.train):.1f} passes)")
-    tokens_per_step = t.global_batch_size * t.seq_length
-    peak = peak_flops(config.log.peak_tflops)
-    step_pairs = [0.0]  # attention query-key pairs of this rank's micro-batches in the last step (for MFU)
+        from specialize.model.build import _have_transformer_engine
+        from specialize.model.parallel import initialize_parallel
+        from specialize.train import megatron_fixes
 
-    def indices(dataset, step):
+        t, m, o = self.config.train, self.config.model, self.config.optimizer
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        if convert_first:
+            convert_before_process_group(m.source, self.output, m.tp, m.pp)
+        self.on_gpu, self.have_te = torch.cuda.is_available(), _have_transformer_engine()
+        self.speed = plan_speed(self.config.speed, on_gpu=self.on_gpu, have_te=self.have_te,
+                                have_fused_wgrad=fused_wgrad_available(), distributed_optimizer=o.distributed)
+        if self.speed.cuda_device_max_connections is not None:  # read when the CUDA context is made: before the group
+            os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(self.speed.cuda_device_max_connections)
+        if m.cp > 1 and not (self.on_gpu and self.have_te):
+            raise ValueError(f"model.cp={m.cp} (context parallelism) needs GPUs with Transformer Engine: its attention "
+                             "passes keys and values around the CP ring, and megatron's local attention (CPU) has no "
+                             "such path; use model.cp=1 here, or tp/pp/recompute to fit long sequences")
+        initialize_parallel(tp=m.tp, pp=m.pp, cp=m.cp, seed=t.seed, timeout_minutes=t.distributed_timeout_minutes)
+        megatron_fixes.apply()
+        self.device = torch.device("cuda", torch.cuda.current_device()) if self.on_gpu else torch.device("cpu")
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.num_microbatches = check_config(self.config, self.world)
+        self.dp_rank, self.dp_size = ps.get_data_parallel_rank(), ps.get_data_parallel_world_size()
+        if self.rank == 0:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
+
+    def _build_model(self, preset) -> None:
+        """The starting point (``--from``, with the long-context changes), as megatron's DDP-wrapped GPTModel."""
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+
+        from specialize.model.build import build_gpt_model, transformer_config
+        from specialize.model.checkpoint import load_model_checkpoint
+        from specialize.tokenization import load_tokenizer
+
+        t, m, o = self.config.train, self.config.model, self.config.optimizer
+        if preset is None:
+            preset, self.init_dir, self.tokenizer_source = resolve_model_source(m.source, self.output, m.tp, m.pp)
+        else:
+            self.init_dir, self.tokenizer_source = None, preset.tokenizer
+        self.preset, self.preset_notes = long_context_preset(preset, self.config)
+        self.tokenizer = load_tokenizer(self.tokenizer_source)
+        self.bf16 = t.precision == "bf16" or (t.precision == "auto" and self.on_gpu)
+        if m.sequence_parallel and not (self.on_gpu and self.have_te):
+            raise ValueError("model.sequence_parallel needs Transformer Engine on GPU: megatron's local layer spec "
+                             "(torch RMSNorm, used on CPU) does not support it; drop --set model.sequence_parallel=true")
+        self.attention = plan_attention(m.attention, on_gpu=self.on_gpu, have_te=self.have_te)
+        if m.cp > 1 and self.attention.spec == "local":
+            raise ValueError("model.cp > 1 needs Transformer Engine attention; model.attention=local has no context parallelism")
+        overrides = self.speed.transformer_overrides()
+        overrides.update(m.overrides)  # a TransformerConfig field set in model.overrides wins
+        overrides.update(self.attention.config_overrides())
+        overrides.update(recompute_settings(m.recompute))
+        self.tconfig = transformer_config(self.preset, tp=m.tp, pp=m.pp, cp=m.cp, bf16=self.bf16,
+                                          sequence_parallel=m.sequence_parallel, calculate_per_token_loss=True, **overrides)
+        module = build_gpt_model(self.preset, self.tconfig, local_spec=self.attention.spec == "local")
+        if self.init_dir is not None:
+            load_model_checkpoint(module, self.init_dir)
+        ddp_config = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True, overlap_grad_reduce=self.speed.overlap_grad_reduce,
+            overlap_param_gather=self.speed.overlap_param_gather, use_distributed_optimizer=o.distributed)
+        self.model = DistributedDataParallel(self.tconfig, ddp_config, module)
+
+    def _build_optimizer(self) -> None:
+        """AdamW (distributed over DP when asked) and the LR schedule of the Qwen report."""
+        from megatron.core.distributed import finalize_model_grads
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        from specialize.model.cpu_compat import cuda_type_names
+
+        t, o = self.config.train, self.config.optimizer
+        with cuda_type_names():
+            self.optimizer = get_megatron_optimizer(
+                OptimizerConfig(optimizer="adam", lr=o.lr, min_lr=o.lr * o.min_lr_ratio, weight_decay=o.weight_decay,
+                                adam_beta1=o.beta1, adam_beta2=o.beta2, adam_eps=o.eps, clip_grad=o.clip_grad,
+                                bf16=self.bf16, params_dtype=self.tconfig.params_dtype, use_distributed_optimizer=o.distributed,
+                                overlap_param_gather=self.speed.overlap_param_gather),
+                [self.model],
+            )
+        self.scheduler = OptimizerParamScheduler(
+            self.optimizer, init_lr=0.0, max_lr=o.lr, min_lr=o.lr * (o.min_lr_ratio if o.schedule == "cosine" else 1.0),
+            lr_warmup_steps=warmup_steps(self.config), lr_decay_steps=t.steps, lr_decay_style=o.schedule,
+            start_wd=o.weight_decay, end_wd=o.weight_decay, wd_incr_steps=t.steps, wd_incr_style="constant")
+        self.tconfig.finalize_model_grads_func = finalize_model_grads
+        self.tconfig.grad_scale_func = self.optimizer.scale_loss
+        self.forward_backward = get_forward_backward_func()
+
+    def _build_data(self, provider: DatasetProvider | None) -> None:
+        """The provider's train/valid splits for this run's sample counts, checked, and the prefetcher."""
+        t, log = self.config.train, self.config.log
+        if provider is None:
+            from specialize.train.data import ShardBlendProvider
+
+            provider = ShardBlendProvider(self.config.data)
+        evals = t.steps // log.eval_every + 1 if log.eval_every else 0
+        self.request = DataRequest(
+            seq_length=t.seq_length, seed=t.seed, train_samples=t.steps * t.global_batch_size,
+            valid_samples=log.eval_iters * t.global_batch_size if evals else 0,
+            vocab_size=self.tokenizer.vocab_size, eod_id=self.tokenizer.eod_id,
+            tokenizer_fingerprint=self.tokenizer.fingerprint,
+            cache_dir=self.config.data.cache_dir or str(self.output / "data_cache"))
+        self.splits = provider.build(self.request)
+        check_dataset(self.splits.train, "train", t.seq_length, self.tokenizer.vocab_size)
+        if self.splits.valid is not None:
+            check_dataset(self.splits.valid, "valid", t.seq_length, self.tokenizer.vocab_size)
+        pin = self.speed.prefetch and self.on_gpu
+        self.prefetcher = Prefetcher(lambda step: StepBatches(self.splits.train, self._indices(self.splits.train, step),
+                                                              self.device, pin=pin),
+                                     enabled=self.speed.prefetch, last_step=t.steps)
+
+    def _resume(self) -> None:
+        """Continue from ``<output>/checkpoints/latest`` (weights, optimizer, schedule, counters), then open the log."""
+        t, ckpt = self.config.train, self.config.checkpoint
+        self.resume_from = latest_checkpoint(self.output) if ckpt.resume else None
+        if self.resume_from is not None:
+            state = load_checkpoint(self.resume_from, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                    load_optimizer=ckpt.load_optimizer)
+            self.step, self.bad_in_row, self.skipped = state["step"], state["bad_in_row"], state["skipped"]
+        self.logger = RunLogger(self.output, enabled=self.rank == 0, tensorboard=self.config.log.tensorboard,
+                                progress=self.config.log.progress, total_steps=t.steps, start_step=self.step)
+        if self.resume_from is not None:
+            self.logger.message(f"resumed from {self.resume_from} at step {self.step}")
+        if self.init_dir is None and self.resume_from is None:
+            self.logger.message(f"{self.preset.name}: no checkpoint given, starting from random weights")
+        for note in self.preset_notes:
+            self.logger.message(note)
+        self.logger.message(f"data: {self.splits.description}")
+        if self.on_gpu:
+            self.logger.message(self.speed.summary())
+        if len(self.splits.train) < self.request.train_samples:
+            self.logger.message(f"the train dataset has {len(self.splits.train)} samples for {self.request.train_samples} "
+                                f"needed: reading it again from the start "
+                                f"({self.request.train_samples / len(self.splits.train):.1f} passes)")
+        # A plain (non-distributed) optimizer saves model-space tensors whatever the format asks: they reload anywhere.
+        self.optimizer_format = ckpt.optimizer_format if self.config.optimizer.distributed else "fully_reshardable"
+        self.saves = AsyncSaves(ckpt.async_save if ckpt.async_save is not None else self.on_gpu)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def train(self) -> RunResult:
+        t, log = self.config.train, self.config.log
+        stop = _StopFlag()
+        stop.install()
+        last_loss = last_valid = None
+        checkpoint, interrupted = self.resume_from, False
+        self.model.train()
+        if log.eval_every and self.step == 0:
+            last_valid = self.validate()  # the starting point, so "validation loss falls" is visible from step 0
+        try:
+            while self.step < t.steps:
+                started = time.perf_counter()
+                loss, grad_norm = self.train_step()
+                elapsed = time.perf_counter() - started
+                last_loss = loss
+                if self.step % log.every == 0 or self.step == t.steps:
+                    self.log_step(loss, grad_norm, elapsed)
+                if log.eval_every and (self.step % log.eval_every == 0 or self.step == t.steps):
+                    last_valid = self.validate()
+                stopping = self._stop_requested(stop)
+                saved = self.save_due(stopping)
+                checkpoint = saved or checkpoint
+                if stopping:
+                    interrupted = True
+                    self.logger.message(f"stopped by signal after step {self.step}; checkpoint {checkpoint}")
+                    break
+        except BaseException:
+            self.saves.abort()  # an unpublished background save stays a .partial; latest keeps the previous checkpoint
+            raise
+        finally:
+            self.prefetcher.close()
+            stop.restore()
+            self.logger.close()
+        return RunResult(self.step, interrupted, last_loss, last_valid, checkpoint, self.skipped)
+
+    def train_step(self) -> tuple[float, float | None]:
+        """One optimizer step over the global batch; a non-finite loss skips the update (and, too many in
+        a row, stops the run). Returns (loss, grad norm or None)."""
+        t = self.config.train
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        losses = self._run_batches(self.splits.train, self.step, forward_only=False)
+        loss_sum, tokens = _global_loss(losses)
+        loss = loss_sum / max(tokens, 1.0)
+        self.scheduler.step(increment=1)  # the LR of step k (1-based) is schedule(k)
+        grad_norm = None
+        if math.isfinite(loss):
+            _, grad_norm, _ = self.optimizer.step()
+            self.bad_in_row = 0
+        else:  # skip the update; the gradients are discarded by the next zero_grad
+            self.bad_in_row += 1
+            self.skipped += 1
+            self.logger.message(f"step {self.step + 1}: loss is {loss}; update skipped ({self.bad_in_row} in a row)")
+            if self.bad_in_row >= t.max_bad_steps:
+                raise BadLossError(f"{self.bad_in_row} non-finite losses in a row at step {self.step + 1}: stopping "
+                                   f"(lower optimizer.lr, check the data, or resume from an earlier checkpoint)")
+        self.step += 1
+        return loss, grad_norm
+
+    def log_step(self, loss: float, grad_norm, elapsed: float) -> None:
+        t = self.config.train
+        tokens_per_step = t.global_batch_size * t.seq_length
+        peak = peak_flops(self.config.log.peak_tflops)
+        mfu = None
+        if peak:
+            pairs = _data_parallel_sum(self.step_pairs, self.device)
+            mfu = step_flops(self.preset, tokens_per_step, pairs) / (elapsed * peak * self.world)
+        self.logger.record({
+            "kind": "train", "step": self.step, "loss": loss,
+            "lr": self.scheduler.get_lr(self.optimizer.param_groups[0]),
+            "grad_norm": float(grad_norm) if grad_norm is not None else None,
+            "tokens_per_s": tokens_per_step / elapsed, "mfu": mfu,
+            "memory_gb": _memory_gb(), "step_time_s": elapsed, "skipped": self.skipped,
+        })
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def validate(self) -> float | None:
+        """Token-mean loss over ``log.eval_iters`` global batches of the held-out split."""
+        if self.splits.valid is None:
+            return None
+        with self._parameters_gathered():
+            self.model.eval()
+            total = count = 0.0
+            with torch.no_grad():
+                for i in range(self.config.log.eval_iters):
+                    loss_sum, tokens = _global_loss(self._run_batches(self.splits.valid, i, forward_only=True))
+                    total, count = total + loss_sum, count + tokens
+            self.model.train()
+        value = total / max(count, 1.0)
+        self.logger.record({"kind": "valid", "step": self.step, "loss": value})
+        return value
+
+    # -- checkpoint policy ------------------------------------------------------------------------
+    def save_due(self, stopping: bool) -> Path | None:
+        """The run's last step and a stop signal save synchronously (after a pending background save is
+        published); every ``checkpoint.save_every`` steps save in the background. Returns what was saved."""
+        self.saves.poll()
+        if stopping or self.step == self.config.train.steps:
+            self.saves.wait()
+            return self.save(background=False)
+        if self.step % self.config.checkpoint.save_every == 0:
+            return self.save(background=True)
+        return None
+
+    def save(self, *, background: bool) -> Path:
+        t, ckpt = self.config.train, self.config.checkpoint
+        state = {"bad_in_row": self.bad_in_row, "skipped": self.skipped, "consumed_samples": self.step * t.global_batch_size,
+                 "data": self.splits.description}
+        with self._parameters_gathered():
+            return save_checkpoint(self.output, self.step, model=self.model, optimizer=self.optimizer,
+                                   scheduler=self.scheduler, preset=self.preset, tokenizer_source=self.tokenizer_source,
+                                   state=state, config_yaml=self.config.to_yaml(), keep_last=ckpt.keep_last,
+                                   optimizer_format=self.optimizer_format, saves=self.saves if background else None)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _indices(self, dataset, step: int):
+        t = self.config.train
         return microbatch_indices(step, global_batch=t.global_batch_size, micro_batch=t.micro_batch_size,
-                                  dp_rank=dp_rank, dp_size=dp_size, num_microbatches=num_microbatches,
+                                  dp_rank=self.dp_rank, dp_size=self.dp_size, num_microbatches=self.num_microbatches,
                                   dataset_len=len(dataset))
 
-    prefetcher = Prefetcher(lambda step: StepBatches(splits.train, indices(splits.train, step), device, pin=speed.prefetch and on_gpu),
-                            enabled=speed.prefetch, last_step=t.steps)
-
-    def run_batches(dataset, step, forward_only):
+    def _run_batches(self, dataset, step: int, *, forward_only: bool):
+        """Forward (and backward) over this rank's micro-batches of ``step`` through megatron's schedule."""
+        t = self.config.train
         if forward_only:
-            batches = StepBatches(dataset, indices(dataset, step), device)
+            batches = StepBatches(dataset, self._indices(dataset, step), self.device)
         else:
-            batches = prefetcher.get(step)
-            step_pairs[0] = batches.attended_pairs
-        return forward_backward(
-            forward_step_func=partial(_forward_step, attention.boundaries), data_iterator=batches,
-            model=[model], num_microbatches=num_microbatches, seq_length=t.seq_length,
+            batches = self.prefetcher.get(step)
+            self.step_pairs = batches.attended_pairs
+        return self.forward_backward(
+            forward_step_func=partial(_forward_step, self.attention.boundaries), data_iterator=batches,
+            model=[self.model], num_microbatches=self.num_microbatches, seq_length=t.seq_length,
             micro_batch_size=t.micro_batch_size, decoder_seq_length=t.seq_length, forward_only=forward_only)
 
     @contextlib.contextmanager
-    def parameters_gathered():
+    def _parameters_gathered(self):
         """With overlap_param_gather the updated parameters arrive in forward pre-hooks; evaluation and
         checkpoints need them all now (Megatron-LM disables the hooks around both, the same way)."""
-        if speed.overlap_param_gather:
-            model.disable_forward_pre_hook()  # finishes the pending parameter all-gather
+        if self.speed.overlap_param_gather:
+            self.model.disable_forward_pre_hook()  # finishes the pending parameter all-gather
         try:
             yield
         finally:
-            if speed.overlap_param_gather:
-                model.enable_forward_pre_hook()
+            if self.speed.overlap_param_gather:
+                self.model.enable_forward_pre_hook()
 
-    def validate(step) -> float | None:
-        if splits.valid is None:
-            return None
-        with parameters_gathered():
-            return _validate(step)
-
-    def _validate(step) -> float:
-        model.eval()
-        total = count = 0.0
-        with torch.no_grad():
-            for i in range(config.log.eval_iters):
-                loss_sum, tokens = _global_loss(run_batches(splits.valid, i, True))
-                total, count = total + loss_sum, count + tokens
-        model.train()
-        value = total / max(count, 1.0)
-        logger.record({"kind": "valid", "step": step, "loss": value})
-        return value
-
-    # A plain (non-distributed) optimizer saves model-space tensors whatever the format asks: they reload anywhere.
-    optimizer_format = config.checkpoint.optimizer_format if o.distributed else "fully_reshardable"
-    async_save = config.checkpoint.async_save if config.checkpoint.async_save is not None else on_gpu
-    saves = AsyncSaves(async_save)
-
-    def save(step, *, background: bool):
-        state = {"bad_in_row": bad_in_row, "skipped": skipped, "consumed_samples": step * t.global_batch_size,
-                 "data": splits.description}
-        with parameters_gathered():
-            return save_checkpoint(output, step, model=model, optimizer=optimizer, scheduler=scheduler, preset=preset,
-                                   tokenizer_source=tokenizer_source, state=state, config_yaml=config.to_yaml(),
-                                   keep_last=config.checkpoint.keep_last, optimizer_format=optimizer_format,
-                                   saves=saves if background else None)
-
-    # -- loop -------------------------------------------------------------------------------------
-    stop = _StopFlag()
-    stop.install()
-    last_loss = last_valid = None
-    checkpoint = resume_from
-    interrupted = False
-    model.train()
-    step = start_step
-    if config.log.eval_every and start_step == 0:
-        last_valid = validate(0)  # the starting point, so "validation loss falls" is visible from step 0
-    try:
-        while step < t.steps:
-            started = time.perf_counter()
-            model.zero_grad_buffer()
-            optimizer.zero_grad()
-            losses = run_batches(splits.train, step, False)
-            loss_sum, tokens = _global_loss(losses)
-            loss = loss_sum / max(tokens, 1.0)
-            scheduler.step(increment=1)  # the LR of step k (1-based) is schedule(k)
-            grad_norm = None
-            if math.isfinite(loss):
-                _, grad_norm, _ = optimizer.step()
-                bad_in_row = 0
-            else:  # skip the update; the gradients are discarded by the next zero_grad
-                bad_in_row += 1
-                skipped += 1
-                logger.message(f"step {step + 1}: loss is {loss}; update skipped ({bad_in_row} in a row)")
-                if bad_in_row >= t.max_bad_steps:
-                    raise BadLossError(f"{bad_in_row} non-finite losses in a row at step {step + 1}: stopping "
-                                       f"(lower optimizer.lr, check the data, or resume from an earlier checkpoint)")
-            step += 1
-            elapsed = time.perf_counter() - started
-            last_loss = loss
-            if step % config.log.every == 0 or step == t.steps:
-                throughput = tokens_per_step / elapsed
-                mfu = step_flops(preset, tokens_per_step, _data_parallel_sum(step_pairs[0], device)) / (elapsed * peak * world) if peak else None
-                logger.record({
-                    "kind": "train", "step": step, "loss": loss, "lr": scheduler.get_lr(optimizer.param_groups[0]),
-                    "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                    "tokens_per_s": throughput,
-                    "mfu": mfu,
-                    "memory_gb": _memory_gb(), "step_time_s": elapsed, "skipped": skipped,
-                })
-            if config.log.eval_every and (step % config.log.eval_every == 0 or step == t.steps):
-                last_valid = validate(step)
-            flag = torch.tensor([1.0 if stop.raised else 0.0], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            saves.poll()
-            if flag.item() or step == t.steps:  # the last save of the run: published before returning
-                saves.wait()
-                checkpoint = save(step, background=False)
-            elif step % config.checkpoint.save_every == 0:
-                checkpoint = save(step, background=True)
-            if flag.item():
-                interrupted = True
-                logger.message(f"stopped by signal after step {step}; checkpoint {checkpoint}")
-                break
-    except BaseException:
-        saves.abort()  # an unpublished background save stays a .partial; latest keeps the previous checkpoint
-        raise
-    finally:
-        prefetcher.close()
-        stop.restore()
-        logger.close()
-    return RunResult(step, interrupted, last_loss, last_valid, checkpoint, skipped)
+    def _stop_requested(self, stop: _StopFlag) -> bool:
+        """Whether any rank got SIGTERM/SIGINT (all ranks must stop at the same step)."""
+        flag = torch.tensor([1.0 if stop.raised else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())

@@ -56,16 +56,13 @@ def test_every_form_resolves_to_its_kind(run_directory, hf_tied, tmp_path):
 
 def test_commands_agree_on_a_run_directory(run_directory, tmp_path):
     """train, evaluate (runtime resolver), sft, chat, eval and convert all take a run's newest checkpoint."""
-    import torch.distributed as dist
-
     from specialize.convert import megatron_to_hf
     from specialize.eval.model_source import resolve_eval_model
     from specialize.sft.chat import megatron_checkpoint_dir
     from specialize.sft.run import resolve_source
-    from specialize.train.runtime import resolve_model_source
+    from specialize.train.starting_point import resolve_model_source
 
     newest = run_directory / "checkpoints" / "step-000002" / "model"
-    assert not dist.is_initialized()  # no conversion needed, so no collective either
     preset, checkpoint, tokenizer = resolve_model_source(str(run_directory), tmp_path / "out", 1, 1)
     assert checkpoint == newest and preset.family == "qwen2" and Path(tokenizer).is_dir()
     assert resolve_source(str(run_directory)) == str(newest)

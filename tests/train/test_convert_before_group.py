@@ -10,7 +10,7 @@ import time
 import pytest
 
 from specialize.model.checkpoint import META_FILE
-from specialize.train.runtime import CONVERSION_FAILED, convert_before_process_group, needs_conversion
+from specialize.train.starting_point import CONVERSION_FAILED, convert_before_process_group, needs_conversion
 from tests.model.model_testing import make_hf_qwen2
 
 
