@@ -13,6 +13,14 @@ over the steps after the first two (warm-up), best of ``--rounds`` alternating r
 
 On a GPU (if present) the same script runs both sides in bf16; the flash-attention comparison at a
 Qwen-1.8B shape is `--shapes 1.8b --seq 4096` (not run on our CPU-only CI).
+
+Long context: ``--seq 8192`` (any ``--seq`` of 4096 or more) measures our step at that length and at
+2048 with the same tokens per step (micro-batches scaled), and prints the measured slow-down beside the
+FLOPs model's (``specialize.train.metrics.step_flops``: attention grows with the sequence, the rest does
+not), plus MFU where a peak is known (GPU). The HF side is skipped there: its eager attention would
+materialise the s x s scores of every layer on CPU.
+
+    PYTHONPATH=. python benchmarks/train_step.py --shapes tiny --seq 8192 --steps 6 --rounds 1
 """
 
 from __future__ import annotations
@@ -64,19 +72,47 @@ class RandomProvider:
         return DataSplits(RandomTokens(request.train_samples, request.seq_length, request.vocab_size - 1))
 
 
-def megatron_tokens_per_s(preset, seq: int, micro: int, steps: int, workdir: Path) -> float:
+def megatron_records(preset, seq: int, micro: int, steps: int, workdir: Path, *extra: str) -> list[dict]:
+    """The train records (after the 2 warm-up steps) of a run of ``steps`` steps."""
     from specialize.train.config import load_config
     from specialize.train.runtime import run_training
 
-    config = load_config(None, [f"output={workdir / preset.name}", f"train.steps={steps}", f"train.seq_length={seq}",
+    run = workdir / f"{preset.name}-{seq}"
+    config = load_config(None, [f"output={run}", f"train.steps={steps}", f"train.seq_length={seq}",
                                 f"train.micro_batch_size={micro}", f"train.global_batch_size={micro}",
                                 "log.eval_every=0", "log.progress=none", "log.tensorboard=false",
-                                f"checkpoint.save_every={steps * 10}", "checkpoint.resume=false",
-                                "optimizer.warmup_steps=0"])
+                                "checkpoint.resume=false", "optimizer.warmup_steps=0", *extra])
     config.checkpoint.save_every = 10**9  # the final save still happens; it is outside the step timing
     run_training(config, RandomProvider(), preset=preset)
-    records = [json.loads(line) for line in (workdir / preset.name / "metrics.jsonl").read_text().splitlines()]
-    return statistics.median(r["tokens_per_s"] for r in records if r["kind"] == "train" and r["step"] > 2)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if r["kind"] == "train" and r["step"] > 2]
+
+
+def long_context_scaling(preset, seq: int, micro: int, steps: int, workdir: Path) -> None:
+    """Tokens/s at ``seq`` vs 2048 with the same tokens per step, measured and as the FLOPs model predicts."""
+    from specialize.train.metrics import peak_flops, step_flops
+
+    tokens = seq * micro
+    short_micro = tokens // 2048
+    peak = peak_flops(None)  # looked up from the GPU's name; None on CPU (no MFU)
+    rows = []
+    for length, batch in ((2048, short_micro), (seq, micro)):
+        records = megatron_records(preset, length, batch, steps, workdir)
+        rate = statistics.median(r["tokens_per_s"] for r in records)
+        mfu = statistics.median(r["mfu"] for r in records) if peak else None
+        predicted = step_flops(preset, tokens, batch * length * (length + 1) / 2)  # causal pairs
+        rows.append((length, batch, rate, mfu, predicted, max(r["memory_gb"] for r in records)))
+    print(f"{'seq':>6} {'micro':>5} {'tok/s':>9} {'MFU':>6} {'GFLOP/step':>11} {'peak mem GB':>11}")
+    for length, batch, rate, mfu, flops, memory in rows:
+        print(f"{length:>6} {batch:>5} {rate:>9.0f} {f'{100 * mfu:.1f}%' if mfu else 'n/a':>6} {flops / 1e9:>11.1f} {memory:>11.2f}")
+    (_, _, short_rate, _, short_flops, _), (_, _, long_rate, _, long_flops, _) = rows
+    print(f"seq {seq} vs 2048 at {tokens} tokens per step: {short_rate / long_rate:.2f}x slower measured, "
+          f"{long_flops / short_flops:.2f}x the FLOPs (attention's share of the step: "
+          f"{1 - step_flops(preset, tokens, 0) / long_flops:.0%} at {seq}, {1 - step_flops(preset, tokens, 0) / short_flops:.0%} at 2048)")
+
+
+def megatron_tokens_per_s(preset, seq: int, micro: int, steps: int, workdir: Path) -> float:
+    return statistics.median(r["tokens_per_s"] for r in megatron_records(preset, seq, micro, steps, workdir))
 
 
 def hf_tokens_per_s(preset, seq: int, micro: int, steps: int) -> float:
@@ -156,6 +192,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    if args.seq >= 4096:
+        micro = 1 if args.micro == parser.get_default("micro") else args.micro
+        print(f"device: {device}; long context: seq {args.seq} x micro {micro} vs seq 2048 at the same tokens per step; "
+              f"median of steps 3..{args.steps}")
+        with tempfile.TemporaryDirectory() as tmp:
+            for shape in args.shapes.split(","):
+                print(f"shape {shape} ({make_preset(shape).num_parameters(padded_tp=1) / 1e6:.1f}M parameters)")
+                long_context_scaling(make_preset(shape), args.seq, micro, args.steps, Path(tmp))
+        return
     print(f"device: {device}; batch {args.micro} x seq {args.seq}; median of steps 3..{args.steps}, best of {args.rounds} rounds")
     print(f"{'shape':<6} {'params':>8} {'megatron tok/s':>15} {'HF tok/s':>10} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:

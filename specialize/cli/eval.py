@@ -12,13 +12,14 @@ from typing import Optional
 
 import typer
 
+from specialize.model import FROM_HELP as MODEL_FROM_HELP
+
 app = typer.Typer(help="HumanEval, MBPP, GSM8K and MATH as the Qwen report measures Code-Qwen-Chat and Math-Qwen-Chat.",
                   invoke_without_command=True, no_args_is_help=True)
 
 TASK_HELP = ("humaneval, mbpp, gsm8k, math, math500 (comma-separated or repeated), or NAME=PATH / NAME:FORMAT=PATH for your own "
              "JSONL/Parquet set in one of the formats humaneval, mbpp, gsm8k, math.")
-FROM_HELP = ("A `specialize train`/`sft` run directory (its newest checkpoint), a checkpoint step or model directory, a Hugging "
-             "Face directory, a preset (qwen-tiny: random init) or a Hub id.")
+FROM_HELP = MODEL_FROM_HELP + " A preset without weights (qwen-tiny) is evaluated from its seeded random initialisation."
 
 
 def _fail(err: Exception) -> None:

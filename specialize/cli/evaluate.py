@@ -7,9 +7,11 @@ from typing import Optional
 
 import typer
 
+from specialize.model import FROM_HELP
+
 
 def evaluate(
-    source: str = typer.Option(..., "--from", help="Preset name, specialize checkpoint or Hugging Face directory."),
+    source: str = typer.Option(..., "--from", help=FROM_HELP),
     data: list[str] = typer.Option(..., "--data", help="Corpus build directory; repeatable."),
     seq_length: int = typer.Option(128, "--seq-length"),
     samples: int = typer.Option(64, "--samples", help="Held-out samples per corpus."),

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from specialize.model import FROM_HELP
+
 app = typer.Typer(help="ChatML supervised fine-tuning (loss on assistant turns), then a Hugging Face export.",
                   invoke_without_command=True)
 
@@ -15,7 +17,7 @@ app = typer.Typer(help="ChatML supervised fine-tuning (loss on assistant turns),
 @app.callback()
 def sft(
     ctx: typer.Context,
-    source: Optional[str] = typer.Option(None, "--from", help="Model to fine-tune: a `specialize train` run directory (its newest checkpoint), a specialize checkpoint, a HF checkpoint directory or a preset name. Default: the config's model.source."),
+    source: Optional[str] = typer.Option(None, "--from", help="Model to fine-tune (default: the config's model.source). " + FROM_HELP),
     data: Optional[list[str]] = typer.Option(None, "--data", help="Chat JSONL (OpenAI `messages` or Qwen `conversations` rows); repeatable. Default: the embedded sample of --domain."),
     domain: Optional[str] = typer.Option(None, "--domain", help="code | math | code,math: the embedded sample(s) when no --data (and sft-DOMAIN.yaml for a real model). Default: the config's (sft-tiny.yaml: code,math)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run directory. Default: checkpoints/sft/DOMAIN."),

@@ -12,12 +12,13 @@ from typing import Optional
 import typer
 
 from specialize.configs import CONFIG_DIR
+from specialize.model import FROM_HELP
 
 TINY_CONFIG = CONFIG_DIR / "cpt-tiny.yaml"
 
 
 def train(
-    source: Optional[str] = typer.Option(None, "--from", help="Default: the config's model.source (qwen-tiny). Preset name (qwen-tiny, qwen-14b, ...), a specialize checkpoint, or a Hugging Face checkpoint directory (converted on the fly)."),
+    source: Optional[str] = typer.Option(None, "--from", help="Default: the config's model.source (qwen-tiny). " + FROM_HELP + " Hugging Face weights are converted once into RUN/converted."),
     data: Optional[list[str]] = typer.Option(None, "--data", help="Shard directory of `specialize corpus build`, optionally DIR:WEIGHT; repeat to blend (e.g. code:7 text:2 math:1). Default: checkpoints/corpus/code."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run directory (checkpoints, metrics.jsonl, tensorboard/). Default: checkpoints/cpt/<model>."),
     config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (see megatron_configs/cpt-*.yaml). Default: cpt-tiny.yaml for qwen-tiny, built-in defaults otherwise."),

@@ -22,12 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from specialize.model import FROM_HELP  # noqa: F401 - the help text of the forms resolved here
 from specialize.model.architecture import ModelPreset
 from specialize.model.presets import preset_for_name, preset_from_hf_config
-
-#: One line for every command's ``--from`` help.
-FROM_HELP = ("Run directory (its newest checkpoint), training step, specialize checkpoint, Hugging Face "
-             "checkpoint directory, preset name (qwen-tiny, qwen2.5-7b, qwen3-8b) or Hub id (Qwen/Qwen3-8B-Base).")
 
 Kind = Literal["run", "step", "checkpoint", "hf", "hub", "preset"]
 

@@ -73,5 +73,5 @@ def test_a_config_name_resolves_to_the_shipped_file_and_a_typo_lists_them(tmp_pa
     assert resolve_config_path("megatron_configs/sft-math.yaml") == CONFIG_DIR / "sft-math.yaml"
     (tmp_path / "cpt-code.yaml").write_text("train:\n  steps: 7\n")
     assert read_config_file("cpt-code.yaml") == {"train": {"steps": 7}}  # a file here wins over the shipped one
-    with pytest.raises(ConfigError, match=r"cpt-cod\.yaml: config file not found .*shipped: cpt-code, cpt-math"):
+    with pytest.raises(ConfigError, match=r"cpt-cod\.yaml: config file not found .*shipped: cpt-code-long, cpt-code, cpt-math"):
         read_config_file("cpt-cod.yaml")
