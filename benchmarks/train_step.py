@@ -102,7 +102,7 @@ def long_context_scaling(preset, seq: int, micro: int, steps: int, workdir: Path
         mfu = statistics.median(r["mfu"] for r in records) if peak else None
         predicted = step_flops(preset, tokens, batch * length * (length + 1) / 2)  # causal pairs
         rows.append((length, batch, rate, mfu, predicted, max(r["memory_gb"] for r in records)))
-    print(f"{'seq':>6} {'micro':>5} {'tok/s':>9} {'MFU':>6} {'GFLOP/step':>11} {'peak mem GB':>11}")
+    print(f"{'seq':>6} {'micro':>5} {'tok/s':>9} {'MFU':>6} {'GFLOP/step':>11} {'memory GB':>11}  (GPU: peak allocated; CPU: RSS after the step)")
     for length, batch, rate, mfu, flops, memory in rows:
         print(f"{length:>6} {batch:>5} {rate:>9.0f} {f'{100 * mfu:.1f}%' if mfu else 'n/a':>6} {flops / 1e9:>11.1f} {memory:>11.2f}")
     (_, _, short_rate, _, short_flops, _), (_, _, long_rate, _, long_flops, _) = rows
