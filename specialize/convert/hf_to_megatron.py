@@ -20,7 +20,7 @@ import torch
 
 from specialize.convert.hf_io import CheckpointError, HFWeights
 from specialize.model.architecture import ModelPreset
-from specialize.model.families.tables import ConversionTable, global_layer_name, megatron_shape
+from specialize.model.families.tables import TIED_OUTPUT, ConversionTable, global_layer_name, megatron_shape
 from specialize.model.source import hf_directory_preset, local_hf_directory
 
 _LAYER_INDEX = re.compile(r"\.\d+\.")
@@ -42,7 +42,8 @@ def check_tensor_names(weights: HFWeights, preset: ModelPreset, table: Conversio
                 f"{weights.file_of(name)}: tensor {name} has shape {list(weights.shape(name))}, "
                 f"expected {list(shape)} for {preset.source or preset.name}"
             )
-    allowed_extra = {"lm_head.weight"} if preset.tie_word_embeddings else set()
+    # A tied checkpoint may still carry its LM head (a copy of the embedding): ignored, as transformers does.
+    allowed_extra = {m.hf[0] for m in table.mappings if m.megatron == TIED_OUTPUT} if preset.tie_word_embeddings else set()
     unexpected = sorted(name for name in present - expected - allowed_extra if not table.is_ignored(name))
     if unexpected:
         raise CheckpointError(
