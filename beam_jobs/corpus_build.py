@@ -36,8 +36,10 @@ from beam_jobs.stage_stats import WriteStageStats
 from beam_jobs.stages import KEPT, REJECTED, DocumentStage, ReportRejections
 from specialize.corpus import outputs
 from specialize.corpus.document import Document, Rejection
+from specialize.corpus.instructions import instruction_documents
 from specialize.corpus.manifest import STATS_DIR, assemble_manifest, build_stats_dir
 from specialize.corpus.profile import DomainProfile, load_profile
+from specialize.corpus.repos import DEFAULT_REPO_MAX_BYTES
 from specialize.corpus.shards import rows_to_table, sha256_of, shard_name, table_to_ipc_bytes
 from specialize.corpus.sources import (
     InputFile,
@@ -74,6 +76,10 @@ class BuildSettings:
     remote_settings: dict = field(default_factory=dict)
     samples_per_reason: int = 20
     quality: QualityConfig = field(default_factory=QualityConfig)  # filters, dedup, decontamination switches
+    repo_level: bool = False  # one document per repository, files in dependency order (specialize/corpus/repos.py)
+    repo_max_bytes: int = DEFAULT_REPO_MAX_BYTES  # split longer repositories on file boundaries
+    instructions: list[str] = field(default_factory=list)  # chat JSONL rendered into documents (instruction-augmented)
+    instructions_exclude: list[str] = field(default_factory=list)  # SFT splits whose conversations are left out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +213,16 @@ class _TokenizeFn(beam.DoFn):
     def start_bundle(self):
         self._batch, self._batch_size = [], 0
 
+    def _encode_parts(self, parts) -> list[int]:
+        """A repository document: markers as their control ids, every text part as ordinary text."""
+        from specialize.corpus.repos import marker_ids
+
+        markers = marker_ids(self._tokenizer.special_tokens)
+        ids: list[int] = []
+        for kind, text in parts:
+            ids.extend([markers[text]] if kind == "special" else self._tokenizer.encode(text))
+        return ids
+
     def process(self, document: Document, num_shards: int | None = None):
         if num_shards is not None:  # the side input of a build; a fixed count otherwise
             self._num_shards = num_shards
@@ -224,7 +240,9 @@ class _TokenizeFn(beam.DoFn):
         if not batch:
             return
         eod = self._tokenizer.eod_id
-        encoded = self._tokenizer.encode_batch([d.text for d in batch], num_threads=self._threads)
+        plain = [d for d in batch if "parts" not in d.meta]
+        encoded_plain = iter(self._tokenizer.encode_batch([d.text for d in plain], num_threads=self._threads))
+        encoded = [next(encoded_plain) if "parts" not in d.meta else self._encode_parts(d.meta["parts"]) for d in batch]
         for document, ids in zip(batch, encoded):
             ids.append(eod)
             row = {
@@ -320,7 +338,10 @@ def build_pipeline(
     discovered_rejections: list[Rejection],
     build_id: str | None = None,
     remote_patterns: list[str] | None = None,
+    instructions: tuple[list[Document], list[Rejection]] = ((), ()),
 ) -> None:
+    """``instructions``: rendered instruction documents and their rejections (``instruction_documents``),
+    joined after the per-document filters, before dedup, decontamination and up-sampling."""
     spec = TokenizerSpec(settings.tokenizer)
     stats_dir = build_stats_dir(settings.output, build_id)
     # The file list travels as listing files, not inside the pipeline graph: a corpus of millions of
@@ -358,9 +379,20 @@ def build_pipeline(
 
     # Quality stages (beam_jobs/quality.py lists them in order): rules -> secrets -> quality model
     # -> exact dedup -> near dedup -> decontamination -> up-sampling.
+    instruction_docs, instruction_rejections = instructions
+    if instruction_rejections:
+        rejected.append(pipeline | "InstructionRejections" >> beam.Create(list(instruction_rejections)))
+    pending = list(instruction_docs)  # instruction documents skip the filters (they judge code or pages, not dialogue)
     for label, stage in quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile"):
+        if pending and label in CORPUS_WIDE_STAGES:
+            documents = (documents, pipeline | "Instructions" >> beam.Create(pending)) | "WithInstructions" >> beam.Flatten()
+            pending = []
         documents, dropped = documents | label >> stage
         rejected.append(dropped)
+    if pending:
+        documents = (documents, pipeline | "Instructions" >> beam.Create(pending)) | "WithInstructions" >> beam.Flatten()
+    if settings.repo_level:  # after the file-level filters and dedup, as StarCoder2 and Qwen2.5-Coder
+        documents = documents | "RepoLevel" >> AssembleRepositories(settings.inputs, settings.repo_max_bytes, stats_dir)
 
     (
         documents
@@ -373,6 +405,81 @@ def build_pipeline(
         | "ReportRejections" >> ReportRejections(stats_dir, settings.samples_per_reason)
     )
 
+
+def _repo_key(document: Document, inputs: tuple[str, ...]):
+    """(repository, (path in it, document)); instruction documents and the like stay alone (key None)."""
+    from specialize.corpus.repos import repo_and_path
+
+    if "repo" in document.meta:
+        return document.meta["repo"], (document.meta.get("repo_path") or document.source, document)
+    if document.input_name in inputs and "#" not in document.source:
+        repo, path = repo_and_path(document.source, document.input_name)
+        return f"{document.input_name}\0{repo}", (path, document)
+    return None, ("", document)
+
+
+def _assemble_repository(item, max_bytes: int):
+    from specialize.corpus.repos import REPO_LANGUAGE, RepoFile, assemble, parts_text
+
+    key, members = item
+    members = sorted(members, key=lambda member: member[0])
+    if key is None:  # not files of a repository: unchanged
+        for _, document in members:
+            yield document
+        return
+    repository = key.split("\0")[-1]
+    files = [RepoFile(path, document.text, document.source) for path, document in members]
+    first = members[0][1]
+    parts_list = assemble(repository, files, max_bytes)
+    sizes = []
+    for index, parts in enumerate(parts_list):
+        text = parts_text(parts)
+        sizes.append(len(text.encode("utf-8")))
+        yield Document(text, f"repo:{repository}#{index}", first.domain, REPO_LANGUAGE, first.input_name,
+                       meta={"parts": parts, "repo": repository})
+    yield beam.pvalue.TaggedOutput("stats", {
+        "repositories": 1, "files": len(files), "documents": len(parts_list),
+        "documents_per_repository": {str(len(parts_list)): 1},
+        "document_bytes": _bucket_counts(sizes),
+    })
+
+
+def _size_bucket(size: int) -> str:
+    """Power-of-two upper bound of a size in KiB ("<=4KiB", "<=8KiB", ...)."""
+    bound = 4
+    while size > bound * 1024:
+        bound *= 2
+    return f"<={bound}KiB"
+
+
+def _bucket_counts(sizes: list[int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for size in sizes:
+        counts[_size_bucket(size)] = counts.get(_size_bucket(size), 0) + 1
+    return counts
+
+
+class AssembleRepositories(beam.PTransform):
+    """Files -> one document per repository (split on file boundaries); ``stage-repos.json`` has the
+    repositories, documents per repository and the length distribution."""
+
+    def __init__(self, inputs: list[str], max_bytes: int, stats_dir: str):
+        super().__init__()
+        self._inputs, self._max_bytes, self._stats_dir = tuple(inputs), max_bytes, stats_dir
+
+    def expand(self, documents):
+        assembled = (
+            documents
+            | "KeyByRepository" >> beam.Map(_repo_key, self._inputs)
+            | "GroupByRepository" >> beam.GroupByKey()
+            | "Assemble" >> beam.FlatMap(_assemble_repository, self._max_bytes).with_outputs("stats", main="documents")
+        )
+        assembled.stats | "RepoStats" >> WriteStageStats(self._stats_dir, "repos")
+        return assembled.documents
+
+
+#: Stages that judge documents against each other or against benchmarks: instruction documents go through these.
+CORPUS_WIDE_STAGES = ("ExactDedup", "NearDedup", "Decontaminate", "Upsample")
 
 LISTING_PART_SIZE = 2000
 
@@ -461,13 +568,19 @@ def run_build(settings: BuildSettings) -> dict:
         raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
     tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts
     total_bytes = sum(f.size for f in files)
+    instructions = ((), ())
+    if settings.instructions:
+        instructions = instruction_documents(settings.instructions, settings.domain, exclude=settings.instructions_exclude,
+                                             strict=settings.strict)
+    elif settings.instructions_exclude:
+        raise ValueError("--instructions-exclude names SFT splits to leave out of --instructions; give --instructions FILE too")
 
     # A new build id: the running build writes beside the current one, which stays readable (its
     # manifest unchanged) until this build's manifest replaces it; only then are older files deleted.
     build_id = outputs.new_build_id()
     outputs.make_dirs(settings.output)
     pipeline = create_pipeline(settings.runner, options=options)
-    build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id, patterns)
+    build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id, patterns, instructions)
     result = pipeline.run()
     result.wait_until_finish()
 
@@ -485,6 +598,11 @@ def run_build(settings: BuildSettings) -> dict:
         "pruned_dirs": {reason: dirs[:20] for reason, dirs in pruned_dirs.items()},
         "pruned_dir_count": {reason: len(dirs) for reason, dirs in pruned_dirs.items()},
     }
+    if settings.instructions:
+        excluded = sum(1 for r in instructions[1] if r.reason == "in_sft_split")
+        discovery["instructions"] = {"files": list(settings.instructions), "format": "plain role-labelled paragraphs",
+                                     "documents": len(instructions[0]), "in_sft_split": excluded,
+                                     "malformed_rows": len(instructions[1]) - excluded}
     recorded = {k: v for k, v in asdict(settings).items() if k not in ("remote_settings",)}
     manifest = assemble_manifest(
         settings.output,

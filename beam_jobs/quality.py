@@ -18,6 +18,7 @@ from specialize.quality.math_rules import MathFilterSettings, math_verdict
 from specialize.quality.secrets import redact_secrets, secret_verdict
 from specialize.quality.upsample import copies_of
 
+LANGUAGE_STAGE = "language"
 RULES_STAGE = "rules"
 SECRETS_STAGE = "secrets"
 MODEL_STAGE = "quality_model"
@@ -32,7 +33,49 @@ def rule_filter(domain: str, section: dict, where: str) -> FilterStage:
     if domain == "math":
         settings = MathFilterSettings.from_profile(section, where)
         return FilterStage(RULES_STAGE, lambda d: math_verdict(d.text, settings), "MathRules")
-    raise ValueError(f"no rule filter for domain {domain!r} (code or math)")
+    if domain == "text":
+        from specialize.quality.text_rules import TextFilterSettings, text_verdict
+
+        settings = TextFilterSettings.from_profile(section, where)
+        return FilterStage(RULES_STAGE, lambda d: text_verdict(d.text, d.language, settings), "TextRules")
+    raise ValueError(f"no rule filter for domain {domain!r} (code, math or text)")
+
+
+class _LanguageFn(beam.DoFn):
+    def __init__(self, settings):
+        self._settings = settings
+        self._identifier = None
+
+    def setup(self):
+        from specialize.quality.language_id import LanguageIdentifier
+
+        self._identifier = LanguageIdentifier(self._settings.model, self._settings.max_chars)
+
+    def process(self, document: Document):
+        from specialize.quality.language_id import language_verdict
+
+        language, score = self._identifier.identify(document.text)
+        verdict = language_verdict(language, score, self._settings)
+        if verdict is not None:
+            yield beam.pvalue.TaggedOutput(REJECTED, Rejection(LANGUAGE_STAGE, verdict[0], document.source,
+                                                               document.num_bytes, verdict[1], document.text[:SAMPLE_CHARS]))
+        else:  # the shard's language column says which language it is (never mutate an input element)
+            yield replace(document, language=language, meta={**document.meta, "language_score": score})
+
+
+class LanguageFilter(beam.PTransform):
+    """Identify each document's language (fastText lid.176) and keep the wanted ones (``language/...``)."""
+
+    def __init__(self, settings):
+        super().__init__()
+        from specialize.quality.language_id import LanguageIdentifier
+
+        LanguageIdentifier(settings.model, settings.max_chars)  # fail before the pipeline starts, naming the file
+        self._settings = settings
+
+    def expand(self, documents):
+        outputs = documents | beam.ParDo(_LanguageFn(self._settings)).with_outputs(REJECTED, main=KEPT)
+        return outputs[KEPT], outputs[REJECTED]
 
 
 def _drop_secrets(document: Document) -> Document | Rejection:
@@ -138,6 +181,8 @@ class QualityConfig:
     """
 
     filters: bool = True
+    language_filter: bool = True  # where the profile has a language_id: section (text)
+    languages: list[str] | None = None  # ISO codes to keep; None: the profile's list
     secrets: bool = True
     exact_dedup: bool = True
     near_dedup: bool = True
@@ -151,7 +196,7 @@ class QualityConfig:
     @classmethod
     def off(cls) -> "QualityConfig":
         """Every quality stage off (`--no-quality`): the corpus is exactly what the readers produced."""
-        return cls(filters=False, secrets=False, exact_dedup=False, near_dedup=False, decontaminate=[])
+        return cls(filters=False, language_filter=False, secrets=False, exact_dedup=False, near_dedup=False, decontaminate=[])
 
 
 def _section(profile, name: str, where: str) -> dict:
@@ -162,8 +207,8 @@ def _section(profile, name: str, where: str) -> dict:
 
 
 def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name: str = "profile") -> list[tuple[str, beam.PTransform]]:
-    """``[(label, stage)]`` in build order: rules -> secrets -> quality model -> exact dedup -> near dedup
-    -> decontamination -> up-sampling. Every stage maps documents to ``(kept, rejected)``.
+    """``[(label, stage)]`` in build order: language -> rules -> secrets -> quality model -> exact dedup ->
+    near dedup -> decontamination -> up-sampling. Every stage maps documents to ``(kept, rejected)``.
 
     Built (and validated: profile keys, model file, benchmark files) before the pipeline starts, so a
     typo fails in a second with the file and key named, not after an hour of reading input.
@@ -173,6 +218,14 @@ def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name:
 
     domain = profile.domain
     stages: list[tuple[str, beam.PTransform]] = []
+    language = _section(profile, "language_id", profile_name)
+    if config.languages is not None and not language:
+        raise ValueError(f"--languages needs a profile with a language_id: section ({profile_name} has none; the text profile has)")
+    if config.language_filter and language:
+        from specialize.quality.language_id import LanguageSettings
+
+        settings = LanguageSettings.from_profile(language, f"{profile_name} language_id:", config.languages)
+        stages.append(("LanguageFilter", LanguageFilter(settings)))
     if config.filters:
         stages.append(("RuleFilter", rule_filter(domain, _section(profile, "filters", profile_name),
                                                  f"{profile_name} filters:")))

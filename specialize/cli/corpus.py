@@ -38,7 +38,7 @@ def _use_storage_options(pairs: list[str] | None) -> None:
 
 @app.command()
 def build(
-    domain: str = typer.Option(..., "--domain", help="code or math: picks the domain profile."),
+    domain: str = typer.Option(..., "--domain", help="code, math or text (general replay text): picks the domain profile."),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i", help="File or directory (local, gs://, s3://); repeatable. Default: the embedded corpus."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Output directory. Default: checkpoints/corpus/DOMAIN."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="qwen.tiktoken file or checkpoint directory. Default: embedded tiny-bbpe."),
@@ -64,8 +64,14 @@ def build(
     quality_model: Optional[str] = typer.Option(None, "--quality-model", help="Model from `specialize quality train`: scores go in the shard's quality column."),
     min_quality: Optional[float] = typer.Option(None, "--min-quality", help="Drop documents scoring below this (needs --quality-model)."),
     source_weight: Optional[list[str]] = typer.Option(None, "--source-weight", help="INPUT=W up-sampling weight of an --input (2 = twice, 0.5 = half); repeatable."),
+    languages: Optional[str] = typer.Option(None, "--languages", help="Languages to keep, ISO codes comma-separated (text: default en,zh as the profile says; `all` keeps every language, still tagged)."),
+    no_language_filter: bool = typer.Option(False, "--no-language-filter", help="Skip language identification (text)."),
+    repo_level: bool = typer.Option(False, "--repo-level", help="One document per repository (each subfolder of an --input, or the records' repo field), files in dependency order with <|repo_name|>/<|file_sep|> markers."),
+    repo_max_bytes: int = typer.Option(131072, "--repo-max-bytes", help="With --repo-level: split longer repositories on file boundaries."),
+    instructions: Optional[list[str]] = typer.Option(None, "--instructions", help="Chat JSONL (the SFT formats) rendered into plain role-labelled pretraining documents (instruction-augmented pretraining); repeatable."),
+    instructions_exclude: Optional[list[str]] = typer.Option(None, "--instructions-exclude", help="An SFT split (JSONL): its conversations are left out of --instructions, so none is both pretraining text and SFT data; repeatable."),
 ) -> None:
-    """Read raw code or math files, clean them and write tokenized Arrow shards plus a manifest."""
+    """Read raw code, math or text files, clean them and write tokenized Arrow shards plus a manifest."""
     from beam_jobs.corpus_build import BuildSettings, run_build
     from beam_jobs.runner import LOCAL_RUNNERS, default_workers
     from specialize.cli.quality import build_quality_config
@@ -94,11 +100,16 @@ def build(
         # Local: this machine's cores shared by the local workers; remote: each worker's own, found there.
         tokenizer_threads=max(1, default_workers() // max(1, workers)) if runner.lower() in LOCAL_RUNNERS else None,
         remote_settings=remote,
+        repo_level=repo_level,
+        repo_max_bytes=repo_max_bytes,
+        instructions=list(instructions or []),
+        instructions_exclude=list(instructions_exclude or []),
         quality=build_quality_config(
             no_quality=no_quality, no_filters=no_filters, no_secrets=no_secrets, no_exact_dedup=no_exact_dedup,
             no_near_dedup=no_near_dedup, near_dedup=near_dedup or [], decontaminate=decontaminate or [],
             no_decontaminate=no_decontaminate, decontaminate_ngram=decontaminate_ngram, quality_model=quality_model,
-            min_quality=min_quality, source_weight=source_weight or []),
+            min_quality=min_quality, source_weight=source_weight or [], languages=languages,
+            no_language_filter=no_language_filter),
     )
     threads = settings.tokenizer_threads or "each worker's cores as"
     typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} worker(s) x {threads} tokenizer threads)", err=True)
@@ -147,6 +158,35 @@ def verify(
     typer.echo(f"{count} shards OK")
 
 
+def _show_repositories(directory: str, tokenizer_source: str | None, limit: int, chars: int) -> None:
+    from specialize.corpus.manifest import read_manifest
+    from specialize.corpus.outputs import join
+    from specialize.corpus.repos import REPO_LANGUAGE, show_repository_document
+    from specialize.corpus.shards import open_shard
+    from specialize.tokenization import load_tokenizer
+
+    try:
+        manifest = read_manifest(directory)
+        tok = load_tokenizer(tokenizer_source or manifest["tokenizer"].get("source"))
+    except (FileNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="DIR/--tokenizer") from None
+    if tok.fingerprint != manifest["tokenizer"]["fingerprint"]:
+        raise typer.BadParameter(f"{directory} was tokenized with {manifest['tokenizer']['name']}; pass it with --tokenizer",
+                                 param_hint="--tokenizer")
+    shown = 0
+    for shard in manifest["shards"]:
+        for row in open_shard(join(directory, shard["path"])).to_pylist():
+            if row["language"] != REPO_LANGUAGE or shown >= limit:
+                continue
+            text = show_repository_document(row["tokens"], tok)
+            typer.echo(f"=== {row['source']}  ({len(row['tokens']):,} tokens)")
+            typer.echo(text[:chars].rstrip() + ("\n..." if len(text) > chars else ""))
+            shown += 1
+    repos = manifest.get("stages", {}).get("repos", {})
+    typer.echo(f"({shown} repository document(s) shown; {repos.get('repositories', 0)} repositories, "
+               f"{repos.get('documents', 0)} documents in the build)")
+
+
 @app.command()
 def inspect(
     directory: str = typer.Argument(..., help="A corpus build output directory."),
@@ -155,9 +195,15 @@ def inspect(
     limit: int = typer.Option(5, "--limit", "-n", help="Documents to show."),
     chars: int = typer.Option(600, "--chars", help="Characters of each document to show."),
     storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help=_STORAGE_HELP),
+    repository: bool = typer.Option(False, "--repository", help="Show assembled repository documents (a --repo-level build) instead of removed ones."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --repository: the build's tokenizer (default: the manifest's source)."),
 ) -> None:
-    """Show removed documents (first by source) per stage and reason, to tune thresholds by looking."""
+    """Show removed documents (first by source) per stage and reason, to tune thresholds by looking; with
+    --repository, the assembled repository documents as the model reads them."""
     _use_storage_options(storage_option)
+    if repository:
+        _show_repositories(directory, tokenizer, limit, chars)
+        return
     from specialize.quality.inspect import removed_samples
 
     try:

@@ -61,7 +61,7 @@ def score(
 def build_quality_config(*, no_quality: bool, no_filters: bool, no_secrets: bool, no_exact_dedup: bool,
                          no_near_dedup: bool, near_dedup: list[str], decontaminate: list[str], no_decontaminate: bool,
                          decontaminate_ngram: int | None, quality_model: str | None, min_quality: float | None,
-                         source_weight: list[str]):
+                         source_weight: list[str], languages: str | None = None, no_language_filter: bool = False):
     """`corpus build`'s quality flags -> ``QualityConfig`` (bad values raise BadParameter naming the flag)."""
     import yaml
 
@@ -89,6 +89,10 @@ def build_quality_config(*, no_quality: bool, no_filters: bool, no_secrets: bool
                                decontaminate=[] if no_decontaminate else (list(decontaminate) or None))
     config.near_dedup_settings = overrides
     config.decontaminate_ngram = decontaminate_ngram
+    if no_language_filter:
+        config.language_filter = False
+    if languages is not None:
+        config.languages = [] if languages.strip().lower() == "all" else [c for c in languages.split(",") if c.strip()]
     config.quality_model, config.min_quality = quality_model, min_quality
     config.source_weights = weights
     return config

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-DOMAINS = ("code", "math")
+DOMAINS = ("code", "math", "text")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class DomainProfile:
     max_file_bytes: int
     max_record_bytes: int
     raw: dict[str, Any] = field(default_factory=dict, compare=False)  # every key, for later stages
+    repo_fields: tuple[str, ...] = ()  # record fields naming the repository a file belongs to (--repo-level)
 
     def language_of_path(self, path: str) -> str | None:
         name = path.rsplit("/", 1)[-1]
@@ -67,6 +68,7 @@ def load_profile(domain: str, path: str | Path | None = None) -> DomainProfile:
             max_file_bytes=int(raw.get("max_file_bytes", 1 << 20)),
             max_record_bytes=int(raw.get("max_record_bytes", 1 << 20)),
             raw=raw,
+            repo_fields=tuple(raw.get("repo_fields") or ()),
         )
     except (TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{source}: malformed domain profile ({err})") from err

@@ -244,10 +244,12 @@ def _record_to_document(
     except (UnicodeEncodeError, NormalizationError) as err:
         return Rejection(READ_STAGE, "non_utf8", source, raw_bytes, f"record text is not valid Unicode: {err}")
     language = next((str(record[f]).lower() for f in profile.language_fields if record.get(f)), None)
+    path = next((str(record[f]) for f in profile.path_fields if record.get(f)), None)
     if language is None:
-        path = next((str(record[f]) for f in profile.path_fields if record.get(f)), None)
         language = profile.language_of_path(path) if path else None
-    return Document(text, source, domain, language or profile.default_record_language, item.input_name)
+    repo = next((str(record[f]) for f in profile.repo_fields if record.get(f)), None)
+    meta = {"repo": repo, "repo_path": path or source} if repo else {}  # for --repo-level assembly
+    return Document(text, source, domain, language or profile.default_record_language, item.input_name, meta)
 
 
 def _template_fields(template: str) -> set[str]:
@@ -313,7 +315,8 @@ def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str) -> 
         if not any(f in names for f in profile.text_fields) and not usable_templates:
             yield Rejection(READ_STAGE, "missing_text_field", item.path, item.size, f"no column among {list(profile.text_fields)}")
             return
-        wanted = [f for f in (*profile.text_fields, *profile.language_fields, *profile.path_fields) if f in names]
+        wanted = [f for f in (*profile.text_fields, *profile.language_fields, *profile.path_fields, *profile.repo_fields)
+                  if f in names]
         wanted += sorted({f for fields in usable_templates for f in fields} - set(wanted))
         row = 0
         if parquet.metadata.num_rows == 0:
