@@ -62,9 +62,22 @@ def marker_ids(special_tokens: dict[str, int]) -> dict[str, int]:
     return ids
 
 
-def repo_and_path(source: str, input_root: str) -> tuple[str, str]:
-    """(repository, path inside it) of a file of a tree input (see the module doc)."""
-    root = input_root.rstrip("/")
+def input_root(given: str) -> str:
+    """The folder an ``--input`` names, as its files' paths start: absolute for local inputs (discovery
+    lists absolute paths), the literal part before any glob for object-store inputs."""
+    import os
+
+    from specialize.corpus.sources import is_glob, literal_prefix
+
+    if "://" not in given:
+        return os.path.abspath(given).rstrip("/")
+    prefix = literal_prefix(given) if is_glob(given) else given
+    return prefix.rstrip("/") if not is_glob(given) else prefix.rsplit("/", 1)[0]
+
+
+def repo_and_path(source: str, given: str) -> tuple[str, str]:
+    """(repository, path inside it) of a file of the tree input ``given`` (see the module doc)."""
+    root = input_root(given)
     relative = source[len(root) + 1:] if source.startswith(root + "/") else posixpath.basename(source)
     head, _, rest = relative.partition("/")
     if not rest:  # a file directly under the input: the input folder is the repository

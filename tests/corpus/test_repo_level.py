@@ -11,7 +11,16 @@ from typer.testing import CliRunner
 from beam_jobs.corpus_build import BuildSettings, run_build
 from beam_jobs.quality import QualityConfig
 from specialize.cli import app
-from specialize.corpus.repos import FILE_SEP, REPO_NAME, RepoFile, assemble, dependency_order, marker_ids, python_imports
+from specialize.corpus.repos import (
+    FILE_SEP,
+    REPO_NAME,
+    RepoFile,
+    assemble,
+    dependency_order,
+    marker_ids,
+    python_imports,
+    repo_and_path,
+)
 from specialize.corpus.shards import open_shard
 from specialize.tokenization import load_tokenizer
 
@@ -72,9 +81,10 @@ def _tree(root):
             target.write_text(text or "\n", encoding="utf-8")
 
 
-def test_repo_level_build_of_a_tree(tmp_path):
+def test_repo_level_build_of_a_tree(tmp_path, monkeypatch):
     _tree(tmp_path / "repos")
-    settings = BuildSettings(domain="code", inputs=[str(tmp_path / "repos")], output=str(tmp_path / "out"), seq_length=64,
+    monkeypatch.chdir(tmp_path)  # the input as a user types it: relative, with a trailing slash
+    settings = BuildSettings(domain="code", inputs=["./repos/"], output=str(tmp_path / "out"), seq_length=64,
                              quality=QualityConfig.off(), repo_level=True)
     manifest = run_build(settings)
     rows = [r for s in manifest["shards"] for r in open_shard(tmp_path / "out" / s["path"]).to_pylist()]
@@ -109,3 +119,11 @@ def test_repo_level_build_of_records_with_a_repo_field(tmp_path):
     assert sorted(r["source"] for r in built) == ["repo:org/alpha#0", "repo:org/other#0"]
     text = load_tokenizer(None).decode(next(r for r in built if r["source"] == "repo:org/alpha#0")["tokens"])
     assert text.index("pkg/c.py\n") < text.index("pkg/b.py\n") < text.index("pkg/a.py\n") < text.index("main.py\n")
+
+
+def test_repository_of_a_file_for_local_and_object_store_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert repo_and_path(str(tmp_path / "repos" / "alpha" / "pkg" / "a.py"), "repos/") == ("alpha", "pkg/a.py")
+    assert repo_and_path(str(tmp_path / "repos" / "top.py"), "./repos") == ("repos", "top.py")  # files at the root: one repo
+    assert repo_and_path("gs://bucket/repos/alpha/x.py", "gs://bucket/repos") == ("alpha", "x.py")
+    assert repo_and_path("gs://bucket/repos/alpha/x.py", "gs://bucket/repos/**") == ("alpha", "x.py")
