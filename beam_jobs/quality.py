@@ -37,7 +37,9 @@ def rule_filter(domain: str, section: dict, where: str) -> FilterStage:
         from specialize.quality.text_rules import TextFilterSettings, text_verdict
 
         settings = TextFilterSettings.from_profile(section, where)
-        return FilterStage(RULES_STAGE, lambda d: text_verdict(d.text, d.language, settings), "TextRules")
+        # "und": no language stage ran (--no-language-filter); the rules then judge the text as English would be
+        return FilterStage(RULES_STAGE, lambda d: text_verdict(d.text, None if d.language == "und" else d.language, settings),
+                           "TextRules")
     raise ValueError(f"no rule filter for domain {domain!r} (code, math or text)")
 
 
