@@ -110,10 +110,20 @@ def context_parallel_size() -> int:
 
 
 def cp_slice(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    """This CP rank's share of [batch, seq] tensors: chunks r and 2cp-1-r of 2cp (causal load balance)."""
+    """This CP rank's share of [batch, seq] tensors: chunks r and 2cp-1-r of 2cp (causal load balance).
+
+    megatron-core 0.19 added a required ``is_hybrid_cp`` and no longer falls back to the CP group of
+    ``parallel_state`` (without ``cp_group`` it would split over the whole world); both are passed.
+    """
+    import inspect
+
+    from megatron.core import parallel_state as ps
     from megatron.core.utils import get_batch_on_this_cp_rank
 
-    sliced = get_batch_on_this_cp_rank({str(i): tensor for i, tensor in enumerate(tensors)})
+    arguments = {"cp_group": ps.get_context_parallel_group()}
+    if "is_hybrid_cp" in inspect.signature(get_batch_on_this_cp_rank).parameters:
+        arguments["is_hybrid_cp"] = False
+    sliced = get_batch_on_this_cp_rank({str(i): tensor for i, tensor in enumerate(tensors)}, **arguments)
     return [sliced[str(i)] for i in range(len(tensors))]
 
 
