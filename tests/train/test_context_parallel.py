@@ -12,10 +12,10 @@ import torch
 
 
 def _rank(rank: int, port: int, out: str) -> None:
+    from megatron.core import parallel_state as ps
+
     from specialize.model.parallel import destroy_parallel, initialize_parallel
     from specialize.train import runtime
-
-    from megatron.core import parallel_state as ps
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="4", LOCAL_RANK=str(rank))
     initialize_parallel(tp=1, pp=1, cp=2)
