@@ -406,8 +406,13 @@ def build_pipeline(
     )
 
 
+#: Key prefix of documents that belong to no repository (records without a repo field, instruction documents):
+#: keyed by their own source, so they pass the grouping one by one instead of as one hot key.
+_STANDALONE = "\1"
+
+
 def _repo_key(document: Document, inputs: tuple[str, ...]):
-    """(repository, (path in it, document)); instruction documents and the like stay alone (key None)."""
+    """(repository, (path in it, document)); documents of no repository keep a key of their own."""
     from specialize.corpus.repos import repo_and_path
 
     if "repo" in document.meta:
@@ -415,7 +420,7 @@ def _repo_key(document: Document, inputs: tuple[str, ...]):
     if document.input_name in inputs and "#" not in document.source:
         repo, path = repo_and_path(document.source, document.input_name)
         return f"{document.input_name}\0{repo}", (path, document)
-    return None, ("", document)
+    return _STANDALONE + document.source, ("", document)
 
 
 def _assemble_repository(item, max_bytes: int):
@@ -423,7 +428,7 @@ def _assemble_repository(item, max_bytes: int):
 
     key, members = item
     members = sorted(members, key=lambda member: member[0])
-    if key is None:  # not files of a repository: unchanged
+    if key.startswith(_STANDALONE):  # not a file of a repository: unchanged
         for _, document in members:
             yield document
         return

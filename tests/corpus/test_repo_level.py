@@ -111,12 +111,15 @@ def test_repo_level_build_of_records_with_a_repo_field(tmp_path):
     rows = [{"content": REPO[path] or "\n", "max_stars_repo_name": "org/alpha", "max_stars_repo_path": path}
             for path in ("main.py", "pkg/a.py", "pkg/b.py", "pkg/c.py")]
     rows.append({"content": "print('alone')\n", "max_stars_repo_name": "org/other", "max_stars_repo_path": "solo.py"})
+    rows.append({"content": "print('no repository')\n", "max_stars_repo_path": "loose.py"})  # passes through as it is
     (tmp_path / "stack.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     settings = BuildSettings(domain="code", inputs=[str(tmp_path / "stack.jsonl")], output=str(tmp_path / "out"), seq_length=64,
                              quality=QualityConfig.off(), repo_level=True)
     manifest = run_build(settings)
     built = [r for s in manifest["shards"] for r in open_shard(tmp_path / "out" / s["path"]).to_pylist()]
-    assert sorted(r["source"] for r in built) == ["repo:org/alpha#0", "repo:org/other#0"]
+    assert sorted(r["source"] for r in built) == [f"{tmp_path / 'stack.jsonl'}#6", "repo:org/alpha#0", "repo:org/other#0"]
+    loose = next(r for r in built if r["source"].endswith("#6"))
+    assert loose["language"] == "python" and load_tokenizer(None).decode(loose["tokens"][:-1]) == "print('no repository')\n"
     text = load_tokenizer(None).decode(next(r for r in built if r["source"] == "repo:org/alpha#0")["tokens"])
     assert text.index("pkg/c.py\n") < text.index("pkg/b.py\n") < text.index("pkg/a.py\n") < text.index("main.py\n")
 
