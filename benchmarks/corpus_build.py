@@ -8,6 +8,10 @@ manifest), with the quality stages off and on, MB/s and docs/s, next to tiktoken
 with the same vocabulary (text already in memory: the upper bound for tokenization alone).
 Target (issue 2): pipeline >= 50% of raw tiktoken throughput on 2 cores.
 
+With ``--stage-shares`` it prints every quality stage's share of the default build: the build with all
+stages, then once more with each stage switched off alone (the seconds it saves are its cost), and what
+is left for reading, tokenizing and writing (the ``--no-quality`` build).
+
 With ``--runner-mode multi_threading --threads N`` the builds run N bundles at once on threads of one
 process (what a Dataflow worker does) and are compared with the same build in the default mode:
 throughput of each and whether the shards are identical (sha256).
@@ -43,9 +47,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of N for each measurement")
     parser.add_argument("--runner-mode", default="auto", help="auto | in_memory | multi_threading | multi_processing")
     parser.add_argument("--threads", type=int, default=4, help="bundle threads with --runner-mode multi_threading")
+    parser.add_argument("--stage-shares", action="store_true", help="each quality stage's share of the default build")
     args = parser.parse_args()
     if args.runner_mode == "multi_threading":
         compare_threaded(args)
+        return
+    if args.stage_shares:
+        stage_shares(args)
         return
 
     tokenizer = load_tokenizer(args.tokenizer)
@@ -79,6 +87,33 @@ def main() -> None:
         print(f"corpus build, {label}: {pipe_s:6.2f} s  {total_mb / pipe_s:7.2f} MB/s  {docs / pipe_s:6.0f} docs/s  "
               f"({docs:,} documents kept, {manifest['totals']['tokens']:,} tokens); {raw_s / pipe_s:.0%} of raw tiktoken")
     print("target (issue 2): the read -> tokenize -> shards pipeline >= 50% of raw tiktoken throughput")
+
+#: QualityConfig switches of each stage the default code build runs, in build order.
+STAGE_SWITCHES = {"rules": {"filters": False}, "secrets": {"secrets": False}, "exact dedup": {"exact_dedup": False},
+                  "near dedup": {"near_dedup": False}, "decontamination (HumanEval)": {"decontaminate": []}}
+
+
+def stage_shares(args) -> None:
+    def best(quality: QualityConfig) -> float:
+        runs = []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                run_build(BuildSettings(domain="code", inputs=[args.input], output=out, quality=quality, tokenizer=args.tokenizer,
+                                        workers=args.workers, tokenizer_threads=max(1, default_workers() // args.workers)))
+                runs.append(time.perf_counter() - start)
+        return min(runs)
+
+    full = best(QualityConfig())
+    base = best(QualityConfig.off())
+    print(f"corpus: {args.input}; default build {full:.2f} s, --no-quality {base:.2f} s (best of {args.repeats})")
+    print(f"{'stage':<30}{'seconds':>9}{'share':>8}")
+    for stage, switch in STAGE_SWITCHES.items():
+        saved = full - best(QualityConfig(**switch))
+        print(f"{stage:<30}{saved:9.2f}{saved / full:8.0%}")
+    print(f"{'read, tokenize, write':<30}{base:9.2f}{base / full:8.0%}")
+    print("(a stage's seconds: what switching it off alone saves; the rows need not add up to the whole)")
+
 
 def _timed_build(args, out: str, **mode) -> tuple[float, dict]:
     start = time.perf_counter()
