@@ -21,7 +21,7 @@ import torch
 from specialize.convert.hf_io import CheckpointError, HFWeights
 from specialize.model.architecture import ModelPreset
 from specialize.model.families.tables import TIED_OUTPUT, ConversionTable, global_layer_name, megatron_shape
-from specialize.model.source import hf_directory_preset, local_hf_directory
+from specialize.model.source import hf_directory_preset, local_hf_model
 
 _LAYER_INDEX = re.compile(r"\.\d+\.")
 
@@ -167,9 +167,8 @@ def hf_to_megatron(
 
     from specialize.model.parallel import destroy_parallel, initialize_parallel
 
-    source = local_hf_directory(src)
-    destination = Path(dst)
-    preset = hf_directory_preset(source)
+    resolved = local_hf_model(src)
+    source, preset, destination = resolved.hf_directory, resolved.preset, Path(dst)
     preset.validate_parallel(tp, pp)
     # Fail on a bad checkpoint here, before starting processes.
     check_tensor_names(HFWeights(source), preset, preset.spec.table)

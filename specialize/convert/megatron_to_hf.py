@@ -70,21 +70,18 @@ def megatron_to_hf(
     ``yarn:4:32768``; see ``specialize.model.rope_scaling``) writes YaRN context extension into config.json.
     """
     from specialize.convert.checkpoint_reader import CheckpointTensors
-    from specialize.model.checkpoint import cast_dtype, checkpoint_tokenizer, read_checkpoint_meta
+    from specialize.model.checkpoint import cast_dtype, read_checkpoint_meta
     from specialize.model.rope_scaling import parse_rope_scaling
-    from specialize.model.source import resolve
+    from specialize.model.source import megatron_checkpoint
+    from specialize.tokenization import load_tokenizer
 
-    resolved, destination = resolve(src), Path(dst)
-    if resolved.checkpoint is None:
-        raise ValueError(f"{src}: expected a specialize checkpoint, training step or run directory to export, "
-                         f"got a {resolved.describe()}")
-    source = resolved.checkpoint
+    resolved, destination = megatron_checkpoint(src), Path(dst)
+    source, preset = resolved.checkpoint, resolved.preset
     meta = read_checkpoint_meta(source)
-    preset = ModelPreset.from_dict(meta["preset"])
     scaling = parse_rope_scaling(rope_scaling, trained_length=preset.max_position_embeddings)
     scaling_entries = scaling.hf_config_entries(preset.rotary_base) if scaling else {}  # refuses what HF cannot run
     dtype = cast_dtype(meta["saved_with"]["params_dtype"])
-    tokenizer = checkpoint_tokenizer(source)
+    tokenizer = load_tokenizer(resolved.tokenizer)
     tensors = CheckpointTensors(source)
     destination.mkdir(parents=True, exist_ok=True)
     write_sharded_safetensors(destination, export_groups(tensors, preset, dtype), max_shard_bytes)

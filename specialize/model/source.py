@@ -122,11 +122,11 @@ def _resolve_directory(text: str, path: Path) -> ResolvedModel:
 
 
 def _checkpoint(text: str, kind: Kind, directory: Path, *, run: Path | None) -> ResolvedModel:
-    from specialize.model.checkpoint import checkpoint_preset, read_checkpoint_meta, resolve_tokenizer_source
+    from specialize.model.checkpoint import read_checkpoint_meta, resolve_tokenizer_source
 
-    tokenizer = resolve_tokenizer_source(directory, read_checkpoint_meta(directory).get("tokenizer_source"))
-    preset = checkpoint_preset(directory)
-    preset.tokenizer = tokenizer
+    meta = read_checkpoint_meta(directory)
+    tokenizer = resolve_tokenizer_source(directory, meta.get("tokenizer_source"))
+    preset = ModelPreset.from_dict({**meta["preset"], "tokenizer": tokenizer})
     return ResolvedModel(text, kind, preset, checkpoint=directory, tokenizer=tokenizer, run_directory=run)
 
 
@@ -192,9 +192,19 @@ def download(resolved: ResolvedModel, *, cache_dir: str | Path | None = None, of
                    tokenizer=_hf_tokenizer(directory))
 
 
-def local_hf_directory(source: str | Path) -> Path:
-    """A Hugging Face checkpoint directory for ``source`` (downloaded when it names a Hub model)."""
+def megatron_checkpoint(source: str | Path) -> ResolvedModel:
+    """``source`` as a specialize model checkpoint (a run's newest, a step's, or one itself): what an
+    export or a megatron chat reads; a clear error for Hugging Face weights or a preset."""
+    resolved = resolve(source)
+    if resolved.checkpoint is None:
+        raise ValueError(f"{source}: expected a specialize checkpoint, training step or run directory, "
+                         f"got a {resolved.describe()}")
+    return resolved
+
+
+def local_hf_model(source: str | Path) -> ResolvedModel:
+    """``source`` as a local Hugging Face checkpoint (downloaded when it names a Hub model), its preset read."""
     resolved = download(resolve(source))
     if resolved.kind != "hf":
         raise ValueError(f"--from {source}: expected a Hugging Face checkpoint, got a {resolved.describe()}")
-    return resolved.hf_directory
+    return resolved

@@ -18,36 +18,21 @@ from specialize.sft.chatml import DEFAULT_SYSTEM_PROMPT, encode_prompt
 from specialize.sft.conversations import Message
 
 
-def megatron_checkpoint_dir(source: str | Path) -> Path:
-    """The specialize model checkpoint a model argument names (a run's newest, a step's, or itself)."""
-    from specialize.model.source import resolve
-
-    resolved = resolve(source)
-    if resolved.checkpoint is None:
-        raise FileNotFoundError(f"{source}: not a specialize checkpoint, training step or run directory "
-                                f"(it is a {resolved.describe()})")
-    return resolved.checkpoint
-
-
 class MegatronChat:
     """A megatron-core GPTModel at TP=1/PP=1 in this process (call ``close`` to free the parallel state)."""
 
     def __init__(self, checkpoint: str | Path, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
                  rope_scaling: str | None = None) -> None:
         from specialize.model.build import build_gpt_model, transformer_config
-        from specialize.model.checkpoint import (
-            cast_dtype,
-            checkpoint_preset,
-            checkpoint_tokenizer,
-            load_model_checkpoint,
-            read_checkpoint_meta,
-        )
+        from specialize.model.checkpoint import cast_dtype, load_model_checkpoint, read_checkpoint_meta
         from specialize.model.parallel import initialize_parallel
         from specialize.model.rope_scaling import QwenDynamicNTK, parse_rope_scaling
+        from specialize.model.source import megatron_checkpoint
+        from specialize.tokenization import load_tokenizer
 
-        directory = megatron_checkpoint_dir(checkpoint)
-        self.preset = checkpoint_preset(directory)
-        self.tokenizer = checkpoint_tokenizer(directory)
+        resolved = megatron_checkpoint(checkpoint)
+        directory, self.preset = resolved.checkpoint, resolved.preset
+        self.tokenizer = load_tokenizer(resolved.tokenizer)
         self.system_prompt = system_prompt
         dtype = cast_dtype(read_checkpoint_meta(directory)["saved_with"]["params_dtype"])
         initialize_parallel(1, 1)

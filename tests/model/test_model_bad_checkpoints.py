@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from specialize.convert import hf_to_megatron
 from specialize.convert.hf_io import SAFETENSORS_INDEX, CheckpointError, HFWeights
-from specialize.model.source import download, local_hf_directory, resolve
+from specialize.model.source import download, local_hf_model, resolve
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_pickle_with_code_is_refused(tmp_path):
 
 
 def test_resolve_local_directory_and_unknown_name(hf_untied, tmp_path):
-    assert local_hf_directory(hf_untied[0]) == hf_untied[0]
+    assert local_hf_model(hf_untied[0]).hf_directory == hf_untied[0]
     with pytest.raises(FileNotFoundError, match="not a preset or Hugging Face repo id"):
         resolve(tmp_path / "nowhere")
 

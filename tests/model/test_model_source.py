@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from specialize.convert import hf_to_megatron
-from specialize.model.source import resolve
+from specialize.model.source import megatron_checkpoint, resolve
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,6 @@ def test_commands_agree_on_a_run_directory(run_directory, tmp_path):
     """train, evaluate (runtime resolver), sft, chat, eval and convert all take a run's newest checkpoint."""
     from specialize.convert import megatron_to_hf
     from specialize.eval.model_source import resolve_eval_model
-    from specialize.sft.chat import megatron_checkpoint_dir
     from specialize.sft.run import resolve_source
     from specialize.train.starting_point import resolve_model_source
 
@@ -66,7 +65,7 @@ def test_commands_agree_on_a_run_directory(run_directory, tmp_path):
     preset, checkpoint, tokenizer = resolve_model_source(str(run_directory), tmp_path / "out", 1, 1)
     assert checkpoint == newest and preset.family == "qwen2" and Path(tokenizer).is_dir()
     assert resolve_source(str(run_directory)) == str(newest)
-    assert megatron_checkpoint_dir(run_directory) == newest
+    assert megatron_checkpoint(run_directory).checkpoint == newest
     exported = megatron_to_hf(run_directory, tmp_path / "hf")
     assert json.loads((exported / "config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
     evaluated = resolve_eval_model(str(run_directory), tmp_path / "eval")
