@@ -12,6 +12,7 @@ bundles that a runner retries rewrite identical files: no duplicated or lost sha
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import math
@@ -200,6 +201,7 @@ class _TokenizeFn(beam.DoFn):
     def __init__(self, spec: TokenizerSpec, num_shards: int | None, threads: int | None, batch_bytes: int = 8 << 20):
         self._spec, self._num_shards, self._threads, self._batch_bytes = spec, num_shards, threads, batch_bytes
         self._tokenizer = None
+        self._markers: dict[str, int] | None = None  # repository markers' control ids (--repo-level)
         self._batch: list[Document] = []
         self._batch_size = 0
 
@@ -215,9 +217,11 @@ class _TokenizeFn(beam.DoFn):
 
     def _encode_parts(self, parts) -> list[int]:
         """A repository document: markers as their control ids, every text part as ordinary text."""
-        from specialize.corpus.repos import marker_ids
+        if self._markers is None:  # looked up once per worker, on the first repository document
+            from specialize.corpus.repos import marker_ids
 
-        markers = marker_ids(self._tokenizer.special_tokens)
+            self._markers = marker_ids(self._tokenizer.special_tokens)
+        markers = self._markers
         ids: list[int] = []
         for kind, text in parts:
             ids.extend([markers[text]] if kind == "special" else self._tokenizer.encode(text))
@@ -382,15 +386,18 @@ def build_pipeline(
     instruction_docs, instruction_rejections = instructions
     if instruction_rejections:
         rejected.append(pipeline | "InstructionRejections" >> beam.Create(list(instruction_rejections)))
-    pending = list(instruction_docs)  # instruction documents skip the filters (they judge code or pages, not dialogue)
+
+    def with_instructions(documents):
+        return (documents, pipeline | "Instructions" >> beam.Create(list(instruction_docs))) | "WithInstructions" >> beam.Flatten()
+
+    pending = bool(instruction_docs)  # instruction documents skip the filters (they judge code or pages, not dialogue)
     for label, stage in quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile"):
         if pending and label in CORPUS_WIDE_STAGES:
-            documents = (documents, pipeline | "Instructions" >> beam.Create(pending)) | "WithInstructions" >> beam.Flatten()
-            pending = []
+            documents, pending = with_instructions(documents), False
         documents, dropped = documents | label >> stage
         rejected.append(dropped)
     if pending:
-        documents = (documents, pipeline | "Instructions" >> beam.Create(pending)) | "WithInstructions" >> beam.Flatten()
+        documents = with_instructions(documents)
     if settings.repo_level:  # after the file-level filters and dedup, as StarCoder2 and Qwen2.5-Coder
         documents = documents | "RepoLevel" >> AssembleRepositories(settings.inputs, settings.repo_max_bytes, stats_dir)
 
@@ -458,10 +465,7 @@ def _size_bucket(size: int) -> str:
 
 
 def _bucket_counts(sizes: list[int]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for size in sizes:
-        counts[_size_bucket(size)] = counts.get(_size_bucket(size), 0) + 1
-    return counts
+    return dict(collections.Counter(map(_size_bucket, sizes)))
 
 
 class AssembleRepositories(beam.PTransform):

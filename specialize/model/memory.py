@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from specialize.model.architecture import ModelPreset
 
 GIB = 1024**3
+#: Activation recomputation modes, as Megatron-LM offers them (``model.recompute`` of a run config too).
+RECOMPUTE_MODES = ("none", "selective", "full")
 
 
 @dataclass
@@ -63,7 +65,7 @@ def estimate_memory(
     ``dp`` counts data-parallel replicas; the GPUs are ``tp * pp * cp * dp``: the distributed
     optimizer shards its state over DP x CP, as megatron does."""
     preset.validate_parallel(tp, pp)
-    if recompute not in ("none", "selective", "full"):
+    if recompute not in RECOMPUTE_MODES:
         raise ValueError(f"recompute {recompute!r}: expected none, selective or full")
     if seq_length % cp:
         raise ValueError(f"seq_length {seq_length} is not divisible by cp={cp}")

@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from specialize.model.memory import RECOMPUTE_MODES
 from specialize.train.speed import SpeedConfig  # the speed: section, defined beside its rules
 
 
@@ -261,9 +262,6 @@ def check_config(config: RunConfig, world_size: int) -> int:
         raise ConfigError(f"{warmup_steps(config)} warmup steps leave no step of train.steps {t.steps} after them; "
                           "lower optimizer.warmup_steps / warmup_fraction")
     return t.global_batch_size // (t.micro_batch_size * dp)
-
-
-RECOMPUTE_MODES = ("none", "selective", "full")
 
 
 def recompute_mode(value) -> str:

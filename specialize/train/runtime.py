@@ -336,6 +336,8 @@ class Trainer:
         # A plain (non-distributed) optimizer saves model-space tensors whatever the format asks: they reload anywhere.
         self.optimizer_format = ckpt.optimizer_format if self.config.optimizer.distributed else "fully_reshardable"
         self.saves = AsyncSaves(ckpt.async_save if ckpt.async_save is not None else self.on_gpu)
+        self.tokens_per_step = t.global_batch_size * t.seq_length
+        self.peak_flops = peak_flops(self.config.log.peak_tflops)  # looked up once, not at every logged step
 
     # -- the loop ---------------------------------------------------------------------------------
     def train(self) -> RunResult:
@@ -398,9 +400,7 @@ class Trainer:
         return loss, grad_norm
 
     def log_step(self, loss: float, grad_norm, elapsed: float) -> None:
-        t = self.config.train
-        tokens_per_step = t.global_batch_size * t.seq_length
-        peak = peak_flops(self.config.log.peak_tflops)
+        tokens_per_step, peak = self.tokens_per_step, self.peak_flops
         mfu = None
         if peak:
             pairs = _data_parallel_sum(self.step_pairs, self.device)
