@@ -1,8 +1,14 @@
-"""The corpus build, top to bottom: read -> normalise -> [quality] -> tokenize -> write shards.
+"""The corpus build, top to bottom: read and judge, then read again and write.
 
-    files --ReadSources--> documents --(quality stages)--> documents --Tokenize--> rows
-          --AssignShards/GroupByKey--> WriteShards --> shard-XXXXX-of-YYYYY.arrow + _stats/
+    files --ReadSources--> documents --(per-document filters)--> documents
+          --measure (corpus-wide stages' signals)--> keys --(dedup, decontamination, up-sampling)--> kept keys
+    kept keys --PlanShards--> (shard, pieces of files) --WriteShards: read again, tokenize-->
+          shard-XXXXX-of-YYYYY.arrow + _stats/
     every stage's rejections --ReportRejections--> _stats/rejections.json (+ samples)
+
+No shuffle carries a document's text: the texts exist while their file's bundle is judged, and again
+while their shard is written (``beam_jobs/corpus_wide.py``, ``beam_jobs/shard_writing.py``). That is
+what keeps a local build's memory from growing with the corpus.
 
 The launcher (``run_build``) lists the input files first (so the shard count and order are fixed
 before any worker starts), runs the pipeline, then assembles ``manifest.json`` from ``_stats/``.
@@ -12,17 +18,12 @@ bundles that a runner retries rewrite identical files: no duplicated or lost sha
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io import fileio
-from apache_beam.transforms.window import GlobalWindows
 
 from beam_jobs.quality import QualityConfig, quality_stages
 from beam_jobs.runner import (
@@ -33,6 +34,7 @@ from beam_jobs.runner import (
     pipeline_options,
     use_options_for_filesystems,
 )
+from beam_jobs.shard_writing import Layout, PlanShards, ShardCount, WriteShards, read_planned, write_documents_file
 from beam_jobs.stage_stats import WriteStageStats
 from beam_jobs.stages import KEPT, REJECTED, DocumentStage, ReportRejections
 from specialize.corpus import outputs
@@ -41,7 +43,6 @@ from specialize.corpus.instructions import instruction_documents
 from specialize.corpus.manifest import STATS_DIR, assemble_manifest, build_stats_dir
 from specialize.corpus.profile import DomainProfile, load_profile
 from specialize.corpus.repos import DEFAULT_REPO_MAX_BYTES
-from specialize.corpus.shards import rows_to_table, sha256_of, shard_name, table_to_ipc_bytes
 from specialize.corpus.sources import (
     InputFile,
     StrictModeError,
@@ -50,7 +51,6 @@ from specialize.corpus.sources import (
     in_skipped_dir,
     literal_prefix,
     match_pattern,
-    read_input_file,
     remote_input_pattern,
     strict_error,
 )
@@ -151,7 +151,7 @@ class _ReadFn(beam.DoFn):
 
     def process(self, item: InputFile):
         meter = [0]
-        for result in read_input_file(item, self._profile, self._domain, meter=meter):
+        for result in read_planned(item, self._profile, self._domain, meter=meter):
             yield _routed(result, self._strict)
         yield beam.pvalue.TaggedOutput(SIZES, sharding_bytes(item, meter[0]))
 
@@ -174,160 +174,6 @@ class ReadSources(beam.PTransform):
         outputs = files | "ReadFiles" >> beam.ParDo(_ReadFn(self._profile, self._domain, self._strict)).with_outputs(
             REJECTED, SIZES, main=KEPT)
         return outputs[KEPT], outputs[REJECTED], outputs[SIZES]
-
-
-class ShardCount(beam.PTransform):
-    """Sizes of the files read -> the number of shards: ``fixed``, or one per ``target_bytes`` of text."""
-
-    def __init__(self, fixed: int | None, target_bytes: int, stats_dir: str | None = None):
-        super().__init__()
-        self._fixed, self._target, self._stats_dir = fixed, target_bytes, stats_dir
-
-    def expand(self, sizes):
-        fixed, target = self._fixed, self._target
-        total = sizes | "Total" >> beam.CombineGlobally(sum)
-        count = total | "Shards" >> beam.Map(lambda n: fixed or max(1, math.ceil(n / target)))
-        if self._stats_dir is not None:
-            (total
-             | "Describe" >> beam.Map(lambda n: {"bytes_read": n, "target_bytes_per_shard": target, "fixed": fixed is not None,
-                                                 "num_shards": fixed or max(1, math.ceil(n / target))})
-             | "Stats" >> WriteStageStats(self._stats_dir, "sharding"))
-        return count
-
-
-class _TokenizeFn(beam.DoFn):
-    """Tokenizes documents in batches: tiktoken releases the GIL, so a batch uses every core."""
-
-    def __init__(self, spec: TokenizerSpec, num_shards: int | None, threads: int | None, batch_bytes: int = 8 << 20):
-        self._spec, self._num_shards, self._threads, self._batch_bytes = spec, num_shards, threads, batch_bytes
-        self._tokenizer = None
-        self._markers: dict[str, int] | None = None  # repository markers' control ids (--repo-level)
-        self._batch: list[Document] = []
-        self._batch_size = 0
-
-    def setup(self):
-        self._tokenizer = self._spec.load()
-        if self._threads is None:  # decided on the worker, from its own cores (not the launcher's)
-            from beam_jobs.runner import default_workers
-
-            self._threads = default_workers()
-
-    def start_bundle(self):
-        self._batch, self._batch_size = [], 0
-
-    def _encode_parts(self, parts) -> list[int]:
-        """A repository document: markers as their control ids, every text part as ordinary text."""
-        if self._markers is None:  # looked up once per worker, on the first repository document
-            from specialize.corpus.repos import marker_ids
-
-            self._markers = marker_ids(self._tokenizer.special_tokens)
-        markers = self._markers
-        ids: list[int] = []
-        for kind, text in parts:
-            ids.extend([markers[text]] if kind == "special" else self._tokenizer.encode(text))
-        return ids
-
-    def process(self, document: Document, num_shards: int | None = None):
-        if num_shards is not None:  # the side input of a build; a fixed count otherwise
-            self._num_shards = num_shards
-        self._batch.append(document)
-        self._batch_size += len(document.text)
-        if self._batch_size >= self._batch_bytes:
-            yield from self._flush()
-
-    def finish_bundle(self):
-        for keyed_row in self._flush():
-            yield GlobalWindows.windowed_value(keyed_row)
-
-    def _flush(self):
-        batch, self._batch, self._batch_size = self._batch, [], 0
-        if not batch:
-            return
-        eod = self._tokenizer.eod_id
-        plain = [d for d in batch if "parts" not in d.meta]
-        encoded_plain = iter(self._tokenizer.encode_batch([d.text for d in plain], num_threads=self._threads))
-        encoded = [next(encoded_plain) if "parts" not in d.meta else self._encode_parts(d.meta["parts"]) for d in batch]
-        for document, ids in zip(batch, encoded):
-            ids.append(eod)
-            row = {
-                "tokens": np.asarray(ids, dtype=np.uint32),
-                "source": document.source,
-                "domain": document.domain,
-                "language": document.language,
-                "num_bytes": document.num_bytes,
-                "quality": document.meta.get("quality"),
-            }
-            yield shard_of(document.source, self._num_shards), row
-
-
-def shard_of(source: str, num_shards: int) -> int:
-    """Deterministic shard index of a document (stable across runs, machines and Python versions)."""
-    return int.from_bytes(hashlib.blake2b(source.encode("utf-8"), digest_size=8).digest(), "little") % num_shards
-
-
-class Tokenize(beam.PTransform):
-    """Documents -> (shard index, row) with ``<|endoftext|>`` after each document, no specials from text."""
-
-    def __init__(self, spec: TokenizerSpec, num_shards, threads: int | None = 1):
-        """``num_shards``: an int, or a one-element PCollection (``ShardCount``) decided in the pipeline."""
-        super().__init__()
-        self._spec, self._num_shards, self._threads = spec, num_shards, threads
-
-    def expand(self, documents):
-        if isinstance(self._num_shards, int):
-            return documents | beam.ParDo(_TokenizeFn(self._spec, self._num_shards, self._threads))
-        return documents | beam.ParDo(_TokenizeFn(self._spec, None, self._threads),
-                                      num_shards=beam.pvalue.AsSingleton(self._num_shards))
-
-
-class _WriteShardFn(beam.DoFn):
-    def __init__(self, output_dir: str, num_shards: int | None, build_id: str | None):
-        self._output_dir, self._num_shards, self._build_id = output_dir, num_shards, build_id
-
-    def process(self, keyed_rows, num_shards: int | None = None):
-        index, rows = keyed_rows
-        rows = sorted(rows, key=lambda r: r["source"])
-        name = shard_name(index, num_shards or self._num_shards, self._build_id)
-        data = table_to_ipc_bytes(rows_to_table(rows))
-        outputs.write_atomic(outputs.join(self._output_dir, name), data)
-        languages: dict[str, dict[str, int]] = {}
-        for row in rows:
-            entry = languages.setdefault(row["language"], {"documents": 0, "tokens": 0, "text_bytes": 0})
-            entry["documents"] += 1
-            entry["tokens"] += len(row["tokens"])
-            entry["text_bytes"] += row["num_bytes"]
-        stats = {
-            "path": name,
-            "rows": len(rows),
-            "tokens": sum(len(r["tokens"]) for r in rows),
-            "text_bytes": sum(r["num_bytes"] for r in rows),
-            "file_bytes": len(data),
-            "sha256": sha256_of(data),
-            "languages": languages,
-        }
-        stats_name = name.replace(".arrow", ".json")
-        outputs.write_atomic(outputs.join(build_stats_dir(self._output_dir, self._build_id), stats_name), json.dumps(stats).encode())
-        yield stats
-
-
-class WriteShards(beam.PTransform):
-    """(shard index, row) -> Arrow IPC shards written atomically, plus one stats file per shard, both
-    named by the build id (None: the unversioned names, for writing a shard set outside a build)."""
-
-    def __init__(self, output_dir: str, num_shards, build_id: str | None = None):
-        """``num_shards``: an int, or the one-element PCollection the documents were sharded by."""
-        super().__init__()
-        self._output_dir, self._num_shards, self._build_id = output_dir, num_shards, build_id
-
-    def expand(self, keyed_rows):
-        return (
-            keyed_rows
-            | "GroupByShard" >> beam.GroupByKey()
-            | "Write" >> (beam.ParDo(_WriteShardFn(self._output_dir, self._num_shards, self._build_id))
-                          if isinstance(self._num_shards, int) else
-                          beam.ParDo(_WriteShardFn(self._output_dir, None, self._build_id),
-                                     num_shards=beam.pvalue.AsSingleton(self._num_shards)))
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +212,8 @@ def build_pipeline(
                                                                                   settings.strict, stats_dir)
         files_pc = (files_pc, matched) | "AllFiles" >> beam.Flatten()
         rejected.append(matched_rejections)
+
+    # First read: every stage judges; what leaves it is keys (no text) and rejections.
     documents, read_rejected, sizes = (
         files_pc
         | "Spread" >> beam.Reshuffle()
@@ -375,120 +223,61 @@ def build_pipeline(
     # Decided from what was read (decompressed bytes for compressed files), not from sizes on disk;
     # the count and the bytes it came from are in the manifest's stages.sharding.
     num_shards = sizes | "ShardCount" >> ShardCount(settings.num_shards, settings.shard_text_bytes, stats_dir)
-    # (object-store listings are only known on the workers: they may hold record files)
-    if (remote_inputs or any(f.kind != "source" for f in files)) and not _single_worker(settings):
+    if settings.runner.lower() not in LOCAL_RUNNERS:
         # A record file's documents all come out of one DoFn call; spread them over the workers before
-        # the expensive stages, so one large dump is not a straggler (Beam's ReadAllFromText does the same).
+        # the expensive stages, so one large dump is not a straggler (Beam's ReadAllFromText does the
+        # same). Only on a distributed runner, whose shuffles spill to disk: a local runner holds a
+        # shuffle in memory, and this one carries the texts.
         documents = documents | "SpreadRecords" >> beam.Reshuffle()
 
-    # Quality stages (beam_jobs/quality.py lists them in order): rules -> secrets -> quality model
-    # -> exact dedup -> near dedup -> decontamination -> up-sampling.
+    # Stages in order (beam_jobs/quality.py): per-document filters on the texts (language, rules,
+    # secrets, quality model); then the corpus-wide ones (exact dedup, near dedup, decontamination,
+    # up-sampling) measure each text once, fused with the reading, and decide on keys.
+    stages = quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile")
+    for label, stage in stages:
+        if not stage.corpus_wide:
+            documents, dropped = documents | label >> stage
+            rejected.append(dropped)
     instruction_docs, instruction_rejections = instructions
+    branches = [documents]  # kept apart until they are keys: a Flatten of documents would serialise the texts
+    if instruction_docs:  # they skip the filters (which judge code or pages, not dialogue), not the rest
+        instruction_files = [write_documents_file(outputs.join(stats_dir, "instructions", "part-00000.jsonl"),
+                                                  list(instruction_docs), "instructions")]
+        instruction_files_pc = pipeline | "InstructionFiles" >> beam.Create(instruction_files)
+        from_instructions, _, _ = instruction_files_pc | "ReadInstructions" >> ReadSources(profile, settings.domain, settings.strict)
+        branches.append(from_instructions)
+        files_pc = (files_pc, instruction_files_pc) | "WithInstructionFiles" >> beam.Flatten()
     if instruction_rejections:
         rejected.append(pipeline | "InstructionRejections" >> beam.Create(list(instruction_rejections)))
+    for label, stage in stages:
+        if stage.corpus_wide:
+            tuple(branches) | f"Measure{label}" >> stage.measuring()
+    keys = tuple(branch | f"Keys{index}" >> beam.Map(Document.key) for index, branch in enumerate(branches)) | "Keys" >> beam.Flatten()
+    decided = []
+    for label, stage in stages:
+        if stage.corpus_wide:
+            keys, dropped = keys | label >> stage
+            decided.append(dropped)
 
-    def with_instructions(documents):
-        return (documents, pipeline | "Instructions" >> beam.Create(list(instruction_docs))) | "WithInstructions" >> beam.Flatten()
-
-    pending = bool(instruction_docs)  # instruction documents skip the filters (they judge code or pages, not dialogue)
-    for label, stage in quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile"):
-        if pending and label in CORPUS_WIDE_STAGES:
-            documents, pending = with_instructions(documents), False
-        documents, dropped = documents | label >> stage
-        rejected.append(dropped)
-    if pending:
-        documents = with_instructions(documents)
-    if settings.repo_level:  # after the file-level filters and dedup, as StarCoder2 and Qwen2.5-Coder
-        documents = documents | "RepoLevel" >> AssembleRepositories(settings.inputs, settings.repo_max_bytes, stats_dir)
-
-    (
-        documents
-        | "Tokenize" >> Tokenize(spec, num_shards, settings.tokenizer_threads)
-        | "WriteShards" >> WriteShards(settings.output, num_shards, build_id)
+    # Second read: the kept texts (and the rejected ones' samples), file by file, into shards.
+    entries = ((keys | "KeptEntries" >> beam.Map(lambda key: (key, None)), *decided) | "Entries" >> beam.Flatten())
+    layout = keys | "Layout" >> Layout(num_shards)
+    repo_inputs = tuple(settings.inputs) if settings.repo_level else None
+    shards, samples, repo_stats = (
+        entries
+        | "PlanShards" >> PlanShards(files_pc, layout, repo_inputs)
+        | "WriteShards" >> WriteShards(profile, settings.domain, spec, settings.output, layout, build_id,
+                                       settings.tokenizer_threads, settings.repo_max_bytes if settings.repo_level else None)
     )
+    rejected.append(samples)
+    if settings.repo_level:  # after the file-level filters and dedup, as StarCoder2 and Qwen2.5-Coder
+        repo_stats | "RepoStats" >> WriteStageStats(stats_dir, "repos")
     (
         rejected
         | "AllRejections" >> beam.Flatten()
         | "ReportRejections" >> ReportRejections(stats_dir, settings.samples_per_reason)
     )
 
-
-#: Key prefix of documents that belong to no repository (records without a repo field, instruction documents):
-#: keyed by their own source, so they pass the grouping one by one instead of as one hot key.
-_STANDALONE = "\1"
-
-
-def _repo_key(document: Document, inputs: tuple[str, ...]):
-    """(repository, (path in it, document)); documents of no repository keep a key of their own."""
-    from specialize.corpus.repos import repo_and_path
-
-    if "repo" in document.meta:
-        return document.meta["repo"], (document.meta.get("repo_path") or document.source, document)
-    if document.input_name in inputs and "#" not in document.source:
-        repo, path = repo_and_path(document.source, document.input_name)
-        return f"{document.input_name}\0{repo}", (path, document)
-    return _STANDALONE + document.source, ("", document)
-
-
-def _assemble_repository(item, max_bytes: int):
-    from specialize.corpus.repos import REPO_LANGUAGE, RepoFile, assemble, parts_text
-
-    key, members = item
-    members = sorted(members, key=lambda member: member[0])
-    if key.startswith(_STANDALONE):  # not a file of a repository: unchanged
-        for _, document in members:
-            yield document
-        return
-    repository = key.split("\0")[-1]
-    files = [RepoFile(path, document.text, document.source) for path, document in members]
-    first = members[0][1]
-    parts_list = assemble(repository, files, max_bytes)
-    sizes = []
-    for index, parts in enumerate(parts_list):
-        text = parts_text(parts)
-        sizes.append(len(text.encode("utf-8")))
-        yield Document(text, f"repo:{repository}#{index}", first.domain, REPO_LANGUAGE, first.input_name,
-                       meta={"parts": parts, "repo": repository})
-    yield beam.pvalue.TaggedOutput("stats", {
-        "repositories": 1, "files": len(files), "documents": len(parts_list),
-        "documents_per_repository": {str(len(parts_list)): 1},
-        "document_bytes": _bucket_counts(sizes),
-    })
-
-
-def _size_bucket(size: int) -> str:
-    """Power-of-two upper bound of a size in KiB ("<=4KiB", "<=8KiB", ...)."""
-    bound = 4
-    while size > bound * 1024:
-        bound *= 2
-    return f"<={bound}KiB"
-
-
-def _bucket_counts(sizes: list[int]) -> dict[str, int]:
-    return dict(collections.Counter(map(_size_bucket, sizes)))
-
-
-class AssembleRepositories(beam.PTransform):
-    """Files -> one document per repository (split on file boundaries); ``stage-repos.json`` has the
-    repositories, documents per repository and the length distribution."""
-
-    def __init__(self, inputs: list[str], max_bytes: int, stats_dir: str):
-        super().__init__()
-        self._inputs, self._max_bytes, self._stats_dir = tuple(inputs), max_bytes, stats_dir
-
-    def expand(self, documents):
-        assembled = (
-            documents
-            | "KeyByRepository" >> beam.Map(_repo_key, self._inputs)
-            | "GroupByRepository" >> beam.GroupByKey()
-            | "Assemble" >> beam.FlatMap(_assemble_repository, self._max_bytes).with_outputs("stats", main="documents")
-        )
-        assembled.stats | "RepoStats" >> WriteStageStats(self._stats_dir, "repos")
-        return assembled.documents
-
-
-#: Stages that judge documents against each other or against benchmarks: instruction documents go through these.
-CORPUS_WIDE_STAGES = ("ExactDedup", "NearDedup", "Decontaminate", "Upsample")
 
 LISTING_PART_SIZE = 2000
 

@@ -1,19 +1,25 @@
-"""Exact and near-duplicate removal as Beam stages: ``docs, dropped = docs | ExactDedup()`` etc.
+"""Exact and near-duplicate removal, as corpus-wide stages (``beam_jobs/corpus_wide.py``): each measures
+its documents' texts once, then decides on keys; no shuffle carries a text.
 
-Exact: group (hash of the whitespace-normalised text, source id) pairs by hash; the smallest ``source``
-of a group stays, and the documents are joined back by source to drop the others. No shuffle groups
-document texts under one key (a text copied 10^5 times is 10^5 ids on its hash, not 10^5 documents).
+Exact: measure (hash of the whitespace-normalised text, source); group by hash; the smallest ``source``
+of a group stays, and the keys are joined with the losers by source (a text copied 10^5 times is 10^5
+ids on its hash).
 
 Near (MinHash + LSH + connected components), with no step that needs every signature in one place:
 
-    documents --Signatures--> (band key, source) --GroupByKey--> candidate edges (bucket min, member)
-      [--Verify: the centre's shingles sent to each member, exact Jaccard there--> verified edges]
+    texts --measure--> (band key, source) and (source, bottom-k shingle sketch)
+    (band key, source) --GroupByKey--> candidate edges (bucket min, member)
+      [--Verify: the centre's sketch sent to each member, Jaccard there (exact for short documents)--> verified edges]
       --(Large-Star, Small-Star) x rounds--> one star per component, centred on its smallest source
       --ConvergenceCheck--> _stats/stage-near_dedup.json
-      --join with documents by source--> kept (component centres and singletons) + Rejections
+      --join with keys by source--> kept (component centres and singletons) + rejections
 
 Both stages keep the document with the smallest ``source`` of its duplicate set, so the survivor does
-not depend on input order, bundle boundaries or the runner.
+not depend on input order, bundle boundaries or the runner. Both measure every document that passed
+the per-document filters; near dedup therefore also sees the exact copies that exact dedup removes.
+That changes no decision: an exact copy has its original's shingles, so it joins the original's
+component, whose centre (the smallest source) is never an exact loser. The near-dedup statistics
+(candidates, clusters) count those copies too.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 
+from beam_jobs.corpus_wide import CorpusWideStage, keyed_rejection
 from beam_jobs.stage_stats import WriteStageStats
-from beam_jobs.stages import KEPT, REJECTED, reject
+from beam_jobs.stages import KEPT, REJECTED
 from specialize.corpus.document import Document
 from specialize.dedup.components import large_star, orient, small_star, star_violation
 from specialize.dedup.exact import exact_key
-from specialize.dedup.minhash import MinHashConfig, MinHasher, jaccard
+from specialize.dedup.minhash import MinHashConfig, MinHasher, bottom_k_sketch, sketch_jaccard
 
 EXACT_STAGE = "exact_dedup"
 NEAR_STAGE = "near_dedup"
@@ -50,34 +57,35 @@ def _exact_losers(keyed):
 
 
 def _drop_marked(keyed, mark: str, stage: str, reason: str, detail: str):
-    """A source's document joined with the survivors it duplicates (``mark``): kept when there are none,
+    """A source's key joined with the survivors it duplicates (``mark``): kept when there are none,
     else rejected naming the smallest survivor. Shared by exact and near dedup."""
     _, grouped = keyed
     survivors = list(grouped[mark])
-    for document in grouped["document"]:
+    for key in grouped["key"]:
         if survivors:
-            yield beam.pvalue.TaggedOutput(REJECTED, reject(stage, reason, document, detail + min(survivors)))
+            yield keyed_rejection(key, stage, reason, detail + min(survivors))
         else:
-            yield document
+            yield key
 
 
-class ExactDedup(beam.PTransform):
-    """Documents -> (one document per normalised text, rejections ``exact_dedup/exact_duplicate``).
+class ExactDedup(CorpusWideStage):
+    """Keys -> (one key per normalised text, rejections ``exact_dedup/exact_duplicate``).
 
-    Groups (hash, source id) pairs to find the losers, then joins the documents back by source: each
-    document crosses one shuffle on its own key, never grouped with its duplicates (hot keys).
+    Groups (hash, source id) pairs to find the losers, then joins the keys with them by source.
     """
 
-    def expand(self, documents):
+    def measure(self, documents):
+        return documents | "ExactHashes" >> beam.Map(lambda d: (exact_key(d.text), d.source))
+
+    def decide(self, keys, hashes):
         losers = (
-            documents
-            | "KeyByHash" >> beam.Map(lambda d: (exact_key(d.text), d.source))
+            hashes
             | "GroupByHash" >> beam.GroupByKey()
             | "Losers" >> beam.FlatMap(_exact_losers)
         )
         outputs = (
-            {"document": documents | "KeyBySource" >> beam.Map(lambda d: (d.source, d)), "survivor": losers}
-            | "JoinDocuments" >> beam.CoGroupByKey()
+            {"key": keys | "KeyBySource" >> beam.Map(lambda k: (k.source, k)), "survivor": losers}
+            | "JoinKeys" >> beam.CoGroupByKey()
             | "DropDuplicates" >> beam.FlatMap(_drop_marked, "survivor", EXACT_STAGE, "exact_duplicate",
                                                "same normalised text as ").with_outputs(REJECTED, main=KEPT)
         )
@@ -108,10 +116,10 @@ class NearDedupSettings:
 
 
 class _SignatureFn(beam.DoFn):
-    SHINGLES = "shingles"
+    SKETCHES = "sketches"
 
-    def __init__(self, config: MinHashConfig, emit_shingles: bool):
-        self._config, self._emit_shingles = config, emit_shingles
+    def __init__(self, config: MinHashConfig, emit_sketches: bool):
+        self._config, self._emit_sketches = config, emit_sketches
         self._hasher = None
 
     def setup(self):
@@ -124,8 +132,8 @@ class _SignatureFn(beam.DoFn):
             return
         for key in self._hasher.band_keys(signature):
             yield key, document.source
-        if self._emit_shingles:
-            yield beam.pvalue.TaggedOutput(self.SHINGLES, (document.source, shingles))
+        if self._emit_sketches:
+            yield beam.pvalue.TaggedOutput(self.SKETCHES, (document.source, bottom_k_sketch(shingles)))
 
 
 def _bucket_edges(keyed):
@@ -136,25 +144,25 @@ def _bucket_edges(keyed):
         yield other, members[0]
 
 
-def _send_centre_shingles(keyed):
-    """Keyed by a bucket's smallest member: send its shingles to each member it has an edge to. The
-    centre's key holds member ids and one array, whatever the cluster size; each member's key then
-    receives one array per centre it hangs on (one, almost always)."""
+def _send_centre_sketch(keyed):
+    """Keyed by a bucket's smallest member: send its sketch to each member it has an edge to. The
+    centre's key holds member ids and one sketch, whatever the cluster size; each member's key then
+    receives one sketch per centre it hangs on (one, almost always)."""
     centre, grouped = keyed
-    shingles = list(grouped["shingles"])
-    if not shingles:
+    sketches = list(grouped["sketch"])
+    if not sketches:
         return
     for member in grouped["members"]:
-        yield member, (centre, shingles[0])
+        yield member, (centre, sketches[0])
 
 
 def _verify_pairs(keyed, threshold: float):
     source, grouped = keyed
-    shingles = list(grouped["shingles"])
-    if not shingles:
+    sketches = list(grouped["sketch"])
+    if not sketches:
         return
-    for other, other_shingles in grouped["pairs"]:
-        similarity = jaccard(shingles[0], other_shingles)
+    for other, other_sketch in grouped["pairs"]:
+        similarity = sketch_jaccard(sketches[0], other_sketch)
         if similarity >= threshold:
             yield orient((source, other))
         else:
@@ -218,36 +226,39 @@ class ConnectedComponents(beam.PTransform):
         return checked["leaves"], checked["stats"]
 
 
-class NearDedup(beam.PTransform):
-    """Documents -> (one document per near-duplicate cluster, rejections ``near_dedup/near_duplicate``)."""
+class NearDedup(CorpusWideStage):
+    """Keys -> (one key per near-duplicate cluster, rejections ``near_dedup/near_duplicate``)."""
 
     def __init__(self, settings: NearDedupSettings = NearDedupSettings(), stats_dir: str | None = None):
         super().__init__()
         self._settings, self._stats_dir = settings, stats_dir
 
-    def expand(self, documents):
+    def measure(self, documents):
+        verify = self._settings.verify_threshold is not None
+        signed = documents | "Signatures" >> beam.ParDo(_SignatureFn(self._settings.minhash, verify)).with_outputs(
+            _SignatureFn.SKETCHES, main="bands")
+        return {"bands": signed["bands"], "sketches": signed[_SignatureFn.SKETCHES] if verify else None}
+
+    def decide(self, keys, signals):
         settings = self._settings
-        verify = settings.verify_threshold is not None
-        signed = documents | "Signatures" >> beam.ParDo(_SignatureFn(settings.minhash, verify)).with_outputs(
-            _SignatureFn.SHINGLES, main="bands")
         candidates = (
-            signed["bands"]
+            signals["bands"]
             | "GroupByBand" >> beam.GroupByKey()
             | "BucketEdges" >> beam.FlatMap(_bucket_edges)
             | "DistinctEdges" >> beam.Distinct()
         )
         stats = [candidates | "CountCandidates" >> beam.Map(lambda _: {"candidate_pairs": 1})]
         edges = candidates
-        if verify:
-            shingles = signed[_SignatureFn.SHINGLES]
+        if signals["sketches"] is not None:
+            sketches = signals["sketches"]
             by_centre = candidates | "KeyByCentre" >> beam.Map(lambda edge: (edge[1], edge[0]))
             with_first = (
-                {"members": by_centre, "shingles": shingles}
+                {"members": by_centre, "sketch": sketches}
                 | "JoinFirst" >> beam.CoGroupByKey()
-                | "AttachFirst" >> beam.FlatMap(_send_centre_shingles)
+                | "AttachFirst" >> beam.FlatMap(_send_centre_sketch)
             )
             verified = (
-                {"pairs": with_first, "shingles": shingles}
+                {"pairs": with_first, "sketch": sketches}
                 | "JoinSecond" >> beam.CoGroupByKey()
                 | "Jaccard" >> beam.FlatMap(_verify_pairs, settings.verify_threshold).with_outputs("stats", main="edges")
             )
@@ -256,8 +267,8 @@ class NearDedup(beam.PTransform):
         leaves, cc_stats = edges | "Components" >> ConnectedComponents(settings.rounds)
         stats.append(cc_stats)
         outputs = (
-            {"document": documents | "KeyBySource" >> beam.Map(lambda d: (d.source, d)), "centre": leaves}
-            | "JoinDocuments" >> beam.CoGroupByKey()
+            {"key": keys | "KeyBySource" >> beam.Map(lambda k: (k.source, k)), "centre": leaves}
+            | "JoinKeys" >> beam.CoGroupByKey()
             | "KeepCentres" >> beam.FlatMap(_drop_marked, "centre", NEAR_STAGE, "near_duplicate",
                                             "cluster survivor: ").with_outputs(REJECTED, main=KEPT)
         )

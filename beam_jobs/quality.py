@@ -10,9 +10,10 @@ from dataclasses import dataclass, field, replace
 
 import apache_beam as beam
 
+from beam_jobs.corpus_wide import CorpusWideStage, keyed_rejection
 from beam_jobs.stage_stats import WriteStageStats
 from beam_jobs.stages import KEPT, REJECTED, SAMPLE_CHARS, DocumentStage, FilterStage
-from specialize.corpus.document import Document, Rejection
+from specialize.corpus.document import Document, DocumentKey, Rejection
 from specialize.quality.code_rules import CodeFilterSettings, code_verdict
 from specialize.quality.math_rules import MathFilterSettings, math_verdict
 from specialize.quality.secrets import redact_secrets, secret_verdict
@@ -136,28 +137,27 @@ class _UpsampleFn(beam.DoFn):
     def __init__(self, weights: dict[str, float], seed: int):
         self._weights, self._seed = weights, seed
 
-    def process(self, document: Document):
-        weight = self._weights.get(document.input_name, 1.0)
-        copies = copies_of(document, weight, self._seed) if weight != 1.0 else [document]
-        name = document.input_name or "(unnamed)"
+    def process(self, key: DocumentKey):
+        weight = self._weights.get(key.input_name, 1.0)
+        copies = copies_of(key, weight, self._seed) if weight != 1.0 else [key]
+        name = key.input_name or "(unnamed)"
         yield beam.pvalue.TaggedOutput("stats", {name: {"weight": 0.0, "documents_in": 1, "documents_out": len(copies),
-                                                        "bytes_out": document.num_bytes * len(copies)}})
+                                                        "bytes_out": key.num_bytes * len(copies)}})
         if not copies:
-            yield beam.pvalue.TaggedOutput(REJECTED, Rejection(
-                UPSAMPLE_STAGE, "sampled_out", document.source, document.num_bytes,
-                f"input weight {weight:g}", document.text[:SAMPLE_CHARS]))
+            yield keyed_rejection(key, UPSAMPLE_STAGE, "sampled_out", f"input weight {weight:g}")
         yield from copies
 
 
-class Upsample(beam.PTransform):
-    """Repeat or subsample documents per input (``--source-weight INPUT=W``); counts per input in the stats."""
+class Upsample(CorpusWideStage):
+    """Repeat or subsample documents per input (``--source-weight INPUT=W``); counts per input in the stats.
+    Decided on keys alone: a copy is a key with a source of its own, written from the one text read."""
 
     def __init__(self, weights: dict[str, float], stats_dir: str | None = None, seed: int = 0):
         super().__init__()
         self._weights, self._stats_dir, self._seed = dict(weights), stats_dir, seed
 
-    def expand(self, documents):
-        outputs = documents | beam.ParDo(_UpsampleFn(self._weights, self._seed)).with_outputs(
+    def decide(self, keys, signals):
+        outputs = keys | beam.ParDo(_UpsampleFn(self._weights, self._seed)).with_outputs(
             REJECTED, "stats", main=KEPT)
         if self._stats_dir is not None:
             weights = self._weights
@@ -277,6 +277,16 @@ class _Counted(beam.PTransform):
     def __init__(self, label: str, stage: beam.PTransform, flow: _Flow):
         super().__init__()
         self._label, self._stage, self._flow = label, stage, flow
+
+    @property
+    def corpus_wide(self) -> bool:
+        """Decided on keys (``beam_jobs/corpus_wide.py``) rather than filtered on texts."""
+        return getattr(self._stage, "corpus_wide", False)
+
+    def measuring(self) -> beam.PTransform:
+        from beam_jobs.corpus_wide import Measure
+
+        return Measure(self._stage)
 
     def expand(self, documents):
         kept, rejected = documents | self._label >> self._stage

@@ -1,17 +1,31 @@
 """Near-dedup throughput: our Beam NearDedup vs datatrove's MinHash dedup, same data, same settings, one run.
 
+Three sides, each in a fresh subprocess, on the same JSONL: ours, datatrove with its default English word
+tokenizer (spaCy), and datatrove with a whitespace word tokenizer (its fastest configuration).
+
     python benchmarks/dedup.py [--workers 2] [--copies 1] [--datatrove-venv DIR]
     python benchmarks/dedup.py --recall      # which edits the default settings catch (no datatrove)
 
 Data: every ``.py`` file of the running Python's standard library (sysconfig ``stdlib``, no
 site-packages) as JSONL ``{"id", "text"}``; ``--copies K`` appends K edited copies of 10% of the files
-so there is something to remove. Both sides read that JSONL and write the kept documents as JSONL.
+so there is something to remove. Every side reads that JSONL and writes the kept documents as JSONL.
 
-Settings, both sides: 5-word shingles, 14 bands x 8 rows (112 permutations), 32-bit signature
+Settings, every side: 5-word shingles, 14 bands x 8 rows (112 permutations), 32-bit signature
 values; ``--workers`` processes (datatrove: ``LocalPipelineExecutor(tasks=workers, workers=workers)``
 for signatures and filtering, ``num_buckets`` tasks for buckets, 1 for clustering; ours:
 FnApiRunner ``multi_processing`` with ``direct_num_workers=workers``). Ours verifies candidate pairs
 with exact Jaccard (>= 0.7) and datatrove does not, so ours does strictly more work.
+
+datatrove word tokenizers (``MinhashDedupSignature(language=...)``, resolved by
+``datatrove.utils.word_tokenizers.load_word_tokenizer``, which also accepts a ``WordTokenizer`` instance):
+
+- ``datatrove``: the default ``language=Languages.english`` ("eng"), i.e. ``SpaCyTokenizer("en")``, a blank
+  spaCy English pipeline run on every document.
+- ``datatrove-whitespace``: a ``WordTokenizer`` subclass whose ``word_tokenize`` is ``str.split``, passed as
+  ``language``. datatrove's own ``WhitespaceTokenizer`` is not used because in 0.10.1 its ``word_tokenize``
+  delegates to spaCy's blank ``"xx"`` pipeline and is no faster than the default. Signatures are computed on
+  ``simplify_text`` output (lower-cased, punctuation turned into spaces, whitespace collapsed), so splitting on
+  whitespace gives nearly the same words as spaCy.
 
 datatrove pins a different pyarrow than this project, so it runs in its own virtual environment,
 created on first use (``pip install datatrove[io,processing]==0.10.1 spacy``: its English word
@@ -35,6 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DATATROVE_REQUIREMENTS = ["datatrove[io,processing]==0.10.1", "spacy>=3.8"]
 NGRAM, BANDS, ROWS = 5, 14, 8
+SIDES = ["ours", "datatrove", "datatrove-whitespace"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +84,7 @@ def write_stdlib_jsonl(path: Path, copies: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The two sides (each runs in its own subprocess: `--side ours|datatrove`)
+# The sides (each runs in its own subprocess: `--side ours|datatrove|datatrove-whitespace`)
 
 
 def run_ours(data: Path, out: Path, workers: int) -> None:
@@ -98,20 +113,37 @@ def run_ours(data: Path, out: Path, workers: int) -> None:
          | "WriteRemoved" >> beam.io.WriteToText(str(out / "removed" / "part"), file_name_suffix=".txt"))
 
 
-def run_datatrove(data: Path, out: Path, workers: int) -> None:
+def run_datatrove(data: Path, out: Path, workers: int, whitespace: bool = False) -> None:
+    """datatrove's four MinHash stages; ``whitespace`` swaps its default spaCy tokenizer for ``str.split``."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.hashing import HashConfig
+    from datatrove.utils.typeshelper import Languages
+    from datatrove.utils.word_tokenizers import WordTokenizer
 
+    class SplitTokenizer(WordTokenizer):
+        """Whitespace split; only ``word_tokenize`` is used by MinHash (the rest is for the ABC)."""
+
+        def word_tokenize(self, text: str) -> list[str]:
+            return text.split()
+
+        def sent_tokenize(self, text: str) -> list[str]:
+            return [text]
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return [(0, len(text))]
+
+    language = SplitTokenizer() if whitespace else Languages.english
     config = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS,
                            hash_config=HashConfig(precision=32))
     reader = lambda: JsonlReader(str(data.parent), glob_pattern=data.name, id_key="id", text_key="text")  # noqa: E731
     logs = str(out / "logs")
     stage1 = LocalPipelineExecutor(
-        pipeline=[reader(), MinhashDedupSignature(output_folder=str(out / "signatures"), config=config)],
+        pipeline=[reader(), MinhashDedupSignature(output_folder=str(out / "signatures"), config=config,
+                                                 language=language)],
         tasks=workers, workers=workers, logging_dir=f"{logs}/signatures", skip_completed=False)
     stage2 = LocalPipelineExecutor(
         pipeline=[MinhashDedupBuckets(input_folder=str(out / "signatures"), output_folder=str(out / "buckets"),
@@ -244,14 +276,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--copies", type=int, default=1, help="edited copies of 10%% of the files to plant")
     parser.add_argument("--datatrove-venv", type=Path, default=Path.home() / ".cache" / "specialize" / "datatrove-venv")
-    parser.add_argument("--side", choices=["ours", "datatrove"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side == "ours":
         return run_ours(args.data, args.out, args.workers)
-    if args.side == "datatrove":
-        return run_datatrove(args.data, args.out, args.workers)
+    if args.side in ("datatrove", "datatrove-whitespace"):
+        return run_datatrove(args.data, args.out, args.workers, whitespace=args.side == "datatrove-whitespace")
     if args.recall:
         return recall_table()
 
@@ -268,7 +300,8 @@ def main() -> None:
               f"{args.copies} edited copies of 10%); 5-word shingles, {BANDS}x{ROWS} MinHash; {args.workers} workers")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         results = {}
-        for side, python in (("ours", sys.executable), ("datatrove", str(datatrove_python))):
+        for side in SIDES:
+            python = sys.executable if side == "ours" else str(datatrove_python)
             out = tmp / side
             command = [python, __file__, "--side", side, "--data", str(data), "--out", str(out),
                        "--workers", str(args.workers)]
@@ -276,13 +309,15 @@ def main() -> None:
             removed = _count_lines(out / "removed", ".txt" if side == "ours" else ".jsonl")
             kept = _count_lines(out / "kept", ".jsonl")
             results[side] = (wall, peak, removed, kept)
-        print(f"{'':24s}{'wall s':>8s}{'docs/s':>9s}{'MB/s':>7s}{'peak RSS MB':>13s}{'removed':>9s}{'kept':>7s}")
+        labels = {"ours": "specialize (Beam)", "datatrove": f"datatrove {version} (spaCy)",
+                  "datatrove-whitespace": f"datatrove {version} (whitespace)"}
+        print(f"{'':32s}{'wall s':>8s}{'docs/s':>9s}{'MB/s':>7s}{'peak RSS MB':>13s}{'removed':>9s}{'kept':>7s}")
         for side, (wall, peak, removed, kept) in results.items():
-            label = "specialize (Beam)" if side == "ours" else f"datatrove {version}"
-            print(f"{label:24s}{wall:8.1f}{docs / wall:9.1f}{size / 1e6 / wall:7.2f}{peak / 2**20:13.0f}"
+            print(f"{labels[side]:32s}{wall:8.1f}{docs / wall:9.1f}{size / 1e6 / wall:7.2f}{peak / 2**20:13.0f}"
                   f"{removed:9d}{kept:7d}")
-        speedup = results["datatrove"][0] / results["ours"][0]
-        print(f"speed-up (docs/s, ours / datatrove): {speedup:.2f}x")
+        for side in SIDES[1:]:
+            speedup = results[side][0] / results["ours"][0]
+            print(f"speed-up (docs/s, ours / {labels[side]}): {speedup:.2f}x")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ class Document:
     language: str
     input_name: str = ""  # which --input it came from (for per-source weights and reporting)
     meta: dict = field(default_factory=dict)  # stage annotations, e.g. quality score
+    file: str = ""  # the input file it was read from: the build reads it again to write the kept text
+    record: int = 0  # its line (JSONL) or row (Parquet) in that file; 0 for a whole-file document
 
     @property
     def num_bytes(self) -> int:
@@ -28,6 +30,32 @@ class Document:
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def key(self) -> "DocumentKey":
+        return DocumentKey(self.source, self.source, self.file, self.record, self.domain, self.language,
+                           self.input_name, self.num_bytes, dict(self.meta))
+
+
+@dataclass
+class DocumentKey:
+    """A document without its text: what the build's corpus-wide stages (dedup, decontamination,
+    up-sampling) decide on, and what crosses their shuffles.
+
+    Keeping text out of every shuffle is what bounds a build's memory: on a local runner a shuffle is
+    held in memory whole, so a shuffle of texts costs the corpus, a shuffle of keys ~200 bytes per
+    document. The kept text is read again from ``file`` when its shard is written (``record`` finds it).
+    ``origin`` is the source of the document as read; an up-sampled copy has a source of its own.
+    """
+
+    source: str
+    origin: str
+    file: str
+    record: int
+    domain: str
+    language: str
+    input_name: str
+    num_bytes: int
+    meta: dict = field(default_factory=dict)  # small annotations only (quality score, language score, repo)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ retried Beam bundle rewrites the same file with the same bytes instead of adding
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from typing import BinaryIO, Iterator
 
 
 def is_remote(path: str) -> bool:
@@ -25,21 +27,41 @@ def make_dirs(directory: str) -> None:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary sibling and a rename."""
+    with open_atomic(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def open_atomic(path: str) -> Iterator[BinaryIO]:
+    """A binary stream that becomes ``path`` when the block ends without an error (a temporary
+    sibling renamed into place); on an error the temporary is deleted and ``path`` is untouched.
+    For outputs too large to hold in memory (a shard written batch by batch)."""
     temporary = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     if is_remote(path):
         from apache_beam.io.filesystems import FileSystems
 
-        with FileSystems.create(temporary) as handle:
-            handle.write(data)
+        handle = FileSystems.create(temporary)
+        try:
+            yield handle
+            handle.close()
+        except BaseException:
+            handle.close()
+            FileSystems.delete([temporary])
+            raise
         if FileSystems.exists(path):
             FileSystems.delete([path])
         FileSystems.rename([temporary], [path])
         return
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(temporary, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
     os.replace(temporary, path)
 
 

@@ -57,6 +57,57 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
     )
 
 
+class _HashingSink:
+    """A write-only stream that hashes and counts what passes through it to ``target``."""
+
+    def __init__(self, target) -> None:
+        self._target, self.digest, self.size = target, hashlib.sha256(), 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        self.size += view.nbytes
+        self._target.write(view)
+        return view.nbytes
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ShardWriter:
+    """One shard written batch by batch (an Arrow IPC file of several record batches), so writing it
+    holds one batch in memory, not the shard. Atomic: the shard appears complete or not at all.
+    ``sha256`` and ``file_bytes`` are known once the block ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.sha256, self.file_bytes = path, "", 0
+
+    def __enter__(self) -> "ShardWriter":
+        from specialize.corpus import outputs
+
+        self._opened = outputs.open_atomic(self.path)
+        self._sink = _HashingSink(self._opened.__enter__())
+        self._writer = pa.ipc.new_file(self._sink, SHARD_SCHEMA)
+        return self
+
+    def write(self, rows: list[dict]) -> None:
+        if rows:
+            self._writer.write_table(rows_to_table(rows))
+
+    def __exit__(self, kind, error, trace) -> bool:
+        try:
+            if kind is None:
+                self._writer.close()
+                self.sha256, self.file_bytes = self._sink.digest.hexdigest(), self._sink.size
+        finally:
+            self._opened.__exit__(kind, error, trace)
+        return False
+
+
 def table_to_ipc_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     with pa.ipc.new_file(sink, table.schema) as writer:
@@ -85,9 +136,14 @@ def open_shard(path: str | Path) -> pa.Table:
     return table
 
 
-def shard_token_stream(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """(flat uint32 token ids, int64 document offsets) of a shard, zero-copy where Arrow allows."""
-    column = table.column("tokens").combine_chunks()
-    offsets = column.offsets.to_numpy()
-    values = column.values.to_numpy(zero_copy_only=True)
-    return values[offsets[0] : offsets[-1]], offsets - offsets[0]
+def shard_token_chunks(table: pa.Table) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(flat uint32 token ids, int64 document offsets) of each record batch of a shard, zero-copy:
+    a shard is written batch by batch, and joining its batches would copy it into memory."""
+    chunks = []
+    for column in table.column("tokens").chunks:
+        if len(column) == 0:
+            continue
+        offsets = column.offsets.to_numpy()
+        values = column.values.to_numpy(zero_copy_only=True)
+        chunks.append((values[offsets[0] : offsets[-1]], offsets - offsets[0]))
+    return chunks

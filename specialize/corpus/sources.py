@@ -163,12 +163,15 @@ def _list_files(given: str, profile: DomainProfile, pruned: dict[str, list[str]]
 
 
 def read_input_file(item: InputFile, profile: DomainProfile, domain: str,
-                    meter: list[int] | None = None) -> Iterator[Document | Rejection]:
+                    meter: list[int] | None = None, records: tuple[int, int] | None = None) -> Iterator[Document | Rejection]:
     """Documents of one file, or the rejections explaining what was skipped and why.
 
     Record files (JSONL, Parquet) are streamed, one record at a time; a source file is one document,
     read up to ``max_file_bytes`` (after decompression). ``meter[0]`` is increased by the bytes read
     after decompression (Parquet: the text of its records), which the build sizes shards by.
+    ``records=(first, last)``: only the records numbered ``first..last`` (JSONL lines from 1, Parquet
+    rows from 0); lines before are skipped unparsed and reading stops after ``last``. The build writes
+    one piece of a large record file per shard this way.
     """
     meter = meter if meter is not None else [0]
     if item.kind == "source" and item.compression is None and item.size > profile.max_file_bytes:
@@ -184,9 +187,9 @@ def read_input_file(item: InputFile, profile: DomainProfile, domain: str,
                 return
             yield from _source_document(item, data, profile, domain)
         elif item.kind == "jsonl":
-            yield from _jsonl_documents(item, profile, domain, meter)
+            yield from _jsonl_documents(item, profile, domain, meter, records)
         else:
-            for result in _parquet_documents(item, profile, domain):
+            for result in _parquet_documents(item, profile, domain, records):
                 if isinstance(result, Document):
                     meter[0] += result.num_bytes
                 yield result
@@ -215,11 +218,11 @@ def _source_document(item: InputFile, data: bytes, profile: DomainProfile, domai
     except NormalizationError as err:
         yield Rejection(READ_STAGE, "non_utf8", item.path, len(data), str(err))
         return
-    yield Document(text, item.path, domain, item.language or "unknown", item.input_name)
+    yield Document(text, item.path, domain, item.language or "unknown", item.input_name, file=item.path)
 
 
 def _record_to_document(
-    record: object, source: str, item: InputFile, profile: DomainProfile, domain: str
+    record: object, source: str, item: InputFile, profile: DomainProfile, domain: str, index: int = 0
 ) -> Document | Rejection:
     if not isinstance(record, dict):
         return Rejection(READ_STAGE, "malformed_record", source, 0, f"expected a JSON object, got {type(record).__name__}")
@@ -249,7 +252,8 @@ def _record_to_document(
         language = profile.language_of_path(path) if path else None
     repo = next((str(record[f]) for f in profile.repo_fields if record.get(f)), None)
     meta = {"repo": repo, "repo_path": path or source} if repo else {}  # for --repo-level assembly
-    return Document(text, source, domain, language or profile.default_record_language, item.input_name, meta)
+    return Document(text, source, domain, language or profile.default_record_language, item.input_name, meta,
+                    file=item.path, record=index)
 
 
 def _template_fields(template: str) -> set[str]:
@@ -269,13 +273,19 @@ class _StrictFields(dict):
         return value
 
 
-def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str, meter: list[int]) -> Iterator[Document | Rejection]:
+def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str, meter: list[int],
+                     records: tuple[int, int] | None = None) -> Iterator[Document | Rejection]:
     any_line = False
     line_number = 0
     start = meter[0]
+    first, last = records or (1, None)
     with open_binary(item.path) as handle:
         try:
             for line_number, line in enumerate(lines(decompressed_chunks(handle, item.compression)), start=1):
+                if line_number < first:
+                    continue
+                if last is not None and line_number > last:
+                    return
                 meter[0] += len(line) + 1
                 if not line.strip():
                     continue
@@ -286,15 +296,16 @@ def _jsonl_documents(item: InputFile, profile: DomainProfile, domain: str, meter
                 except (json.JSONDecodeError, UnicodeDecodeError) as err:
                     yield Rejection(READ_STAGE, "malformed_jsonl", source, len(line), f"line {line_number}: {err}")
                     continue
-                yield _record_to_document(record, source, item, profile, domain)
+                yield _record_to_document(record, source, item, profile, domain, line_number)
         except BrokenStream as err:
             yield _unreadable(item, f"{item.path}#{line_number + 1}", f"{err}: records after line {line_number} lost")
             return
-    if not any_line:
+    if not any_line and records is None:
         yield Rejection(READ_STAGE, "empty", item.path, meter[0] - start, "file has no records")
 
 
-def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
+def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str,
+                       records: tuple[int, int] | None = None) -> Iterator[Document | Rejection]:
     import io
 
     import pyarrow as pa
@@ -322,10 +333,17 @@ def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str) -> 
         if parquet.metadata.num_rows == 0:
             yield Rejection(READ_STAGE, "empty", item.path, item.size, "file has no rows")
             return
+        first, last = records or (0, parquet.metadata.num_rows - 1)
         try:
             for batch in parquet.iter_batches(columns=wanted or None, batch_size=1024):
+                if row + batch.num_rows <= first:  # before the wanted rows: not converted to Python
+                    row += batch.num_rows
+                    continue
                 for record in batch.to_pylist():
-                    yield _record_to_document(record, f"{item.path}#{row}", item, profile, domain)
+                    if row > last:
+                        return
+                    if row >= first:
+                        yield _record_to_document(record, f"{item.path}#{row}", item, profile, domain, row)
                     row += 1
         except (pa.ArrowException, OSError) as err:
             yield _unreadable(item, f"{item.path}#{row}", f"Parquet read failed at row {row}: {err}")

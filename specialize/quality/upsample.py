@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import replace
+from typing import TypeVar
 
-from specialize.corpus.document import Document
+from specialize.corpus.document import Document, DocumentKey
+
+D = TypeVar("D", Document, DocumentKey)
 
 
 def parse_weights(pairs: list[str]) -> dict[str, float]:
@@ -36,8 +39,8 @@ def _coin(source: str, seed: int) -> float:
     return int.from_bytes(digest, "little") / 2**64
 
 
-def copies_of(document: Document, weight: float, seed: int = 0) -> list[Document]:
-    """The document repeated per ``weight`` (the original first); empty when it is sampled out."""
+def copies_of(document: D, weight: float, seed: int = 0) -> list[D]:
+    """The document (or its key) repeated per ``weight`` (the original first); empty when it is sampled out."""
     count = int(math.floor(weight)) + (1 if _coin(document.source, seed) < weight - math.floor(weight) else 0)
     return [document if k == 0 else replace(document, source=f"{document.source}#copy{k}", meta=dict(document.meta))
             for k in range(count)]

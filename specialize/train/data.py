@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from specialize.corpus.manifest import MANIFEST_NAME, read_manifest
-from specialize.corpus.shards import open_shard, shard_token_stream
+from specialize.corpus.shards import open_shard, shard_token_chunks
 from specialize.train.config import DataConfig, parse_data_spec
 from specialize.train.data_api import DataRequest, DataSplits
 
@@ -46,11 +46,11 @@ class ShardCorpus:
         lengths = []
         for shard in manifest["shards"]:
             table = open_shard(Path(directory) / shard["path"])
-            values, offsets = shard_token_stream(table)
             self._tables.append(table)
-            self._values.append(values)
-            self._offsets.append(offsets)
-            lengths.append(np.diff(offsets))
+            for values, offsets in shard_token_chunks(table):  # a record batch of a shard at a time
+                self._values.append(values)
+                self._offsets.append(offsets)
+                lengths.append(np.diff(offsets))
         if not lengths or sum(len(x) for x in lengths) == 0:
             raise ValueError(f"{directory}/{MANIFEST_NAME}: the shard set holds no documents")
         all_lengths = np.concatenate(lengths)
@@ -65,7 +65,7 @@ class ShardCorpus:
 
     def get(self, idx: int, offset: int = 0, length: int | None = None) -> np.ndarray:
         """Tokens ``[offset, offset + length)`` of document ``idx`` (the whole rest when length is None)."""
-        shard = int(np.searchsorted(self._first_doc, idx, side="right")) - 1
+        shard = int(np.searchsorted(self._first_doc, idx, side="right")) - 1  # a record batch of a shard
         local = idx - self._first_doc[shard]
         start = int(self._offsets[shard][local]) + offset
         end = int(self._offsets[shard][local + 1]) if length is None else start + int(length)

@@ -15,8 +15,9 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 
-from beam_jobs.corpus_build import ReadSources, Tokenize, WriteShards, _WriteShardFn
+from beam_jobs.corpus_build import ReadSources
 from beam_jobs.runner import create_pipeline
+from beam_jobs.shard_writing import PlanShards, ShardLayout, WriteShards, _pieces, _WriteShardFn
 from specialize.corpus.profile import load_profile
 from specialize.corpus.shards import open_shard
 from specialize.corpus.sources import discover_inputs
@@ -47,10 +48,15 @@ def run(root: Path, out: Path, marker: Path | None, workers: int) -> None:
     profile = load_profile("code")
     files, _, _ = discover_inputs([str(root)], profile)
     pipeline = create_pipeline("direct", workers)
-    documents, _, _ = pipeline | beam.Create(files) | ReadSources(profile, "code", strict=False)
+    files_pc = pipeline | beam.Create(files)
+    documents, _, _ = files_pc | ReadSources(profile, "code", strict=False)
     if marker is not None:
         documents = documents | "FailOnce" >> beam.ParDo(FailOnce(str(marker)))
-    documents | Tokenize(TokenizerSpec(None), 3) | WriteShards(str(out), 3)
+    layout = ShardLayout(3, 1 << 20)
+    (documents
+     | beam.Map(lambda d: (d.key(), None))
+     | PlanShards(files_pc, layout)
+     | WriteShards(profile, "code", TokenizerSpec(None), str(out), layout))
     pipeline.run().wait_until_finish()
 
 
@@ -81,14 +87,26 @@ def test_failed_then_retried_build_equals_a_clean_build(tmp_path):
 
 
 def test_writing_a_shard_twice_is_idempotent(tmp_path):
-    fn = _WriteShardFn(str(tmp_path), 2, "20261130T000000Z-abcdef")
-    rows = [{"tokens": __import__("numpy").array([1, 2, 3], dtype="uint32"), "source": s, "domain": "code",
-             "language": "python", "num_bytes": 3, "quality": None} for s in ("b", "a")]
-    first = list(fn.process((1, list(rows))))
-    second = list(fn.process((1, list(reversed(rows)))))
-    assert first == second
-    assert sorted(os.listdir(tmp_path)) == ["_stats", "shard-00001-of-00002-20261130T000000Z-abcdef.arrow"]
-    assert os.listdir(tmp_path / "_stats" / "20261130T000000Z-abcdef") == ["shard-00001-of-00002-20261130T000000Z-abcdef.json"]
+    from specialize.corpus.sources import read_input_file
+
+    root, out = tmp_path / "src", tmp_path / "out"
+    root.mkdir()
+    for name in ("a", "b"):
+        (root / f"{name}.py").write_text(f"def {name}():\n    return '{name}'\n")
+    profile = load_profile("code")
+    files, _, _ = discover_inputs([str(root)], profile)
+    layout = ShardLayout(1, 1 << 20)
+    pieces = []
+    for item in files:
+        entries = [(d.key(), None) for d in read_input_file(item, profile, "code")]
+        pieces += [piece for _, piece in _pieces((item.path, {"file": [item], "entries": entries}), layout, None)]
+    fn = _WriteShardFn(profile, "code", TokenizerSpec(None), str(out), "20261130T000000Z-abcdef", 1, None)
+    fn.setup()
+    first = list(fn.process((0, list(pieces)), layout))
+    second = list(fn.process((0, list(reversed(pieces))), layout))
+    assert first == second and first[0]["rows"] == 2
+    assert sorted(os.listdir(out)) == ["_stats", "shard-00000-of-00001-20261130T000000Z-abcdef.arrow"]
+    assert os.listdir(out / "_stats" / "20261130T000000Z-abcdef") == ["shard-00000-of-00001-20261130T000000Z-abcdef.json"]
 
 
 def test_pipeline_transforms_pickle():
@@ -96,6 +114,7 @@ def test_pipeline_transforms_pickle():
     from apache_beam.internal import pickler
 
     profile = load_profile("code")
-    for transform in (ReadSources(profile, "code", False), Tokenize(TokenizerSpec(None), 4), WriteShards("gs://b/out", 4)):
+    layout = ShardLayout(4, 1 << 20)
+    for transform in (ReadSources(profile, "code", False), WriteShards(profile, "code", TokenizerSpec(None), "gs://b/out", layout)):
         assert pickler.loads(pickler.dumps(transform)) is not None
     assert pickle.loads(pickle.dumps(TokenizerSpec(None))).load().eod_id == 8192

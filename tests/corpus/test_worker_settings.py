@@ -7,8 +7,8 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from beam_jobs.corpus_build import _TokenizeFn
 from beam_jobs.runner import default_workers
+from beam_jobs.shard_writing import _WriteShardFn
 from specialize.cli import app
 from specialize.tokenization import TokenizerSpec
 
@@ -26,7 +26,9 @@ def test_tokenizer_threads_come_from_the_machine_that_tokenizes(monkeypatch, tmp
     CliRunner().invoke(app, ["corpus", "build", "--domain", "code", "--runner", runner, "--workers", "2",
                              "--output", str(tmp_path / "o")])
     assert seen["threads"] == expected
-    fn = _TokenizeFn(TokenizerSpec(None), 2, seen["threads"])
+    from specialize.corpus.profile import load_profile
+
+    fn = _WriteShardFn(load_profile("code"), "code", TokenizerSpec(None), str(tmp_path / "o"), None, seen["threads"], None)
     fn.setup()
     assert fn._threads == (expected or default_workers())
 

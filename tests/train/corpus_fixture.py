@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from specialize.corpus.manifest import FORMAT, MANIFEST_NAME
-from specialize.corpus.shards import rows_to_table, sha256_of, shard_name, table_to_ipc_bytes
+from specialize.corpus.shards import ShardWriter, shard_name
 
 
 def write_corpus(directory: Path, documents: list[np.ndarray], *, fingerprint: str, eod_id: int,
                  shards: int = 2, domain: str = "code") -> Path:
-    """Each document gets a trailing EOD, as the corpus build writes them; documents split over shards."""
+    """Each document gets a trailing EOD, as the corpus build writes them; documents split over shards,
+    each shard written as the build does, in record batches (of 3 rows here, so readers meet several)."""
     directory.mkdir(parents=True, exist_ok=True)
     entries = []
     chunks = np.array_split(np.arange(len(documents)), shards)
@@ -23,11 +24,12 @@ def write_corpus(directory: Path, documents: list[np.ndarray], *, fingerprint: s
              "language": "python", "num_bytes": 4 * len(documents[i])}
             for i in chunk
         ]
-        data = table_to_ipc_bytes(rows_to_table(rows))
         name = shard_name(index, shards)
-        (directory / name).write_bytes(data)
+        with ShardWriter(str(directory / name)) as writer:
+            for start in range(0, len(rows), 3):
+                writer.write(rows[start : start + 3])
         entries.append({"path": name, "rows": len(rows), "tokens": int(sum(len(r["tokens"]) for r in rows)),
-                        "sha256": sha256_of(data)})
+                        "sha256": writer.sha256})
     manifest = {"format": FORMAT, "domain": domain, "tokenizer": {"name": "test", "fingerprint": fingerprint},
                 "seq_length": 0, "shards": entries}
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
