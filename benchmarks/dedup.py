@@ -3,7 +3,7 @@
 Three sides, each in a fresh subprocess, on the same JSONL: ours, datatrove with its default English word
 tokenizer (spaCy), and datatrove with a whitespace word tokenizer (its fastest configuration).
 
-    python benchmarks/dedup.py [--workers 2] [--copies 1] [--datatrove-venv DIR]
+    python benchmarks/dedup.py [--workers 2] [--our-workers 1] [--copies 1] [--datatrove-venv DIR]
     python benchmarks/dedup.py --recall      # which edits the default settings catch (no datatrove)
 
 Data: every ``.py`` file of the running Python's standard library (sysconfig ``stdlib``, no
@@ -11,10 +11,13 @@ site-packages) as JSONL ``{"id", "text"}``; ``--copies K`` appends K edited copi
 so there is something to remove. Every side reads that JSONL and writes the kept documents as JSONL.
 
 Settings, every side: 5-word shingles, 14 bands x 8 rows (112 permutations), 32-bit signature
-values; ``--workers`` processes (datatrove: ``LocalPipelineExecutor(tasks=workers, workers=workers)``
-for signatures and filtering, ``num_buckets`` tasks for buckets, 1 for clustering; ours:
-FnApiRunner ``multi_processing`` with ``direct_num_workers=workers``). Ours verifies candidate pairs
-with exact Jaccard (>= 0.7) and datatrove does not, so ours does strictly more work.
+values. datatrove: ``--workers`` processes (``LocalPipelineExecutor(tasks=workers, workers=workers)``
+for signatures and filtering, ``num_buckets`` tasks for buckets, 1 for clustering). Ours: as the corpus
+build runs it with ``--workers N`` (``--our-workers``, default 1: FnApiRunner in one process, the
+build's default; > 1: ``multi_processing`` SDK workers), measuring the texts, deciding on keys and
+writing the kept documents from a second read filtered by the removed ids, as datatrove does. Ours
+verifies candidate pairs with a Jaccard check (>= 0.7, on 256-hash shingle sketches) and datatrove
+does not, so ours does strictly more work.
 
 datatrove word tokenizers (``MinhashDedupSignature(language=...)``, resolved by
 ``datatrove.utils.word_tokenizers.load_word_tokenizer``, which also accepts a ``WordTokenizer`` instance):
@@ -93,6 +96,7 @@ def run_ours(data: Path, out: Path, workers: int) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+    from beam_jobs.corpus_wide import Measure
     from beam_jobs.dedup import NearDedup, NearDedupSettings
     from specialize.corpus.document import Document
     from specialize.dedup.minhash import MinHashConfig
@@ -101,16 +105,25 @@ def run_ours(data: Path, out: Path, workers: int) -> None:
         record = json.loads(line)
         return Document(text=record["text"], source=record["id"], domain="code", language="python")
 
-    mode = "multi_processing" if workers > 1 else "in_memory"
+    from beam_jobs.runner import local_running_mode
+
+    mode = local_running_mode(workers)  # as `corpus build --workers N` runs: 1 is one process (the default)
     options = PipelineOptions(flags=[], direct_num_workers=workers, direct_running_mode=mode)
     settings = NearDedupSettings(minhash=MinHashConfig(ngram=NGRAM, bands=BANDS, rows=ROWS))
     with beam.Pipeline(runner=FnApiRunner(), options=options) as pipeline:
-        documents = pipeline | beam.io.ReadFromText(str(data)) | beam.Map(to_document)
-        kept, removed = documents | NearDedup(settings, stats_dir=str(out / "stats"))
-        (kept | "KeptJson" >> beam.Map(lambda d: json.dumps({"id": d.source, "text": d.text}))
+        # As the corpus build runs it (and as datatrove does): the stage measures the texts and decides on
+        # keys; the kept texts come from a second read, filtered by the removed ids. No text is shuffled.
+        stage = NearDedup(settings, stats_dir=str(out / "stats"))
+        documents = pipeline | "Read" >> beam.io.ReadFromText(str(data)) | "Parse" >> beam.Map(to_document)
+        documents | "Measure" >> Measure(stage)
+        _, removed = documents | "Keys" >> beam.Map(Document.key) | "NearDedup" >> stage
+        removed_ids = removed | "RemovedIds" >> beam.Map(lambda pair: pair[0].source)
+        gone = beam.pvalue.AsDict(removed_ids | "AsPairs" >> beam.Map(lambda source: (source, True)))
+        (pipeline
+         | "ReadAgain" >> beam.io.ReadFromText(str(data))
+         | "Kept" >> beam.Filter(lambda line, gone: json.loads(line)["id"] not in gone, gone=gone)
          | "WriteKept" >> beam.io.WriteToText(str(out / "kept" / "part"), file_name_suffix=".jsonl"))
-        (removed | "RemovedIds" >> beam.Map(lambda r: r.source)
-         | "WriteRemoved" >> beam.io.WriteToText(str(out / "removed" / "part"), file_name_suffix=".txt"))
+        removed_ids | "WriteRemoved" >> beam.io.WriteToText(str(out / "removed" / "part"), file_name_suffix=".txt")
 
 
 def run_datatrove(data: Path, out: Path, workers: int, whitespace: bool = False) -> None:
@@ -273,7 +286,8 @@ def recall_table(files: int = 300, seed: int = 0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recall", action="store_true", help="print which edits near dedup catches, then exit")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="datatrove's worker processes")
+    parser.add_argument("--our-workers", type=int, default=1, help="ours: corpus build --workers (1: one process, the default)")
     parser.add_argument("--copies", type=int, default=1, help="edited copies of 10%% of the files to plant")
     parser.add_argument("--datatrove-venv", type=Path, default=Path.home() / ".cache" / "specialize" / "datatrove-venv")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
@@ -281,7 +295,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side == "ours":
-        return run_ours(args.data, args.out, args.workers)
+        return run_ours(args.data, args.out, args.our_workers)
     if args.side in ("datatrove", "datatrove-whitespace"):
         return run_datatrove(args.data, args.out, args.workers, whitespace=args.side == "datatrove-whitespace")
     if args.recall:
@@ -297,14 +311,15 @@ def main() -> None:
         data = data_dir / "stdlib.jsonl"
         docs, size = write_stdlib_jsonl(data, args.copies)
         print(f"data: {docs} documents, {size / 1e6:.1f} MB (Python {sys.version.split()[0]} stdlib + "
-              f"{args.copies} edited copies of 10%); 5-word shingles, {BANDS}x{ROWS} MinHash; {args.workers} workers")
+              f"{args.copies} edited copies of 10%); 5-word shingles, {BANDS}x{ROWS} MinHash; datatrove {args.workers} workers, "
+              f"ours {args.our_workers} (corpus build --workers)")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         results = {}
         for side in SIDES:
             python = sys.executable if side == "ours" else str(datatrove_python)
             out = tmp / side
             command = [python, __file__, "--side", side, "--data", str(data), "--out", str(out),
-                       "--workers", str(args.workers)]
+                       "--workers", str(args.workers), "--our-workers", str(args.our_workers)]
             wall, peak = measure(command, env if side == "ours" else None)
             removed = _count_lines(out / "removed", ".txt" if side == "ours" else ".jsonl")
             kept = _count_lines(out / "kept", ".jsonl")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from specialize.decontam.benchmarks import BenchmarkItem
-from specialize.dedup.minhash import ngram_hashes, whitespace_token_hashes
+from specialize.dedup.minhash import ngram_hashes, sorted_unique, whitespace_token_hashes
 
 _CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")
 
@@ -31,7 +31,7 @@ def normalize_for_overlap(text: str) -> str:
 
 def text_ngrams(text: str, n: int) -> np.ndarray:
     """Unique n-gram hashes of ``text`` (empty when it has fewer than ``n`` tokens)."""
-    return np.unique(ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), n))
+    return sorted_unique(ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), n))
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,18 @@ def _run_hashes(text: str, byte_class: np.ndarray) -> np.ndarray:
     return _mix64(hashes)
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sorting: numpy 2's ``unique`` goes through a hash table and is ~10x slower on
+    the few thousand hashes of a document (measured: 3,000 uint64 in 281 us against 24 us)."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def shingle_hashes(text: str, ngram: int) -> np.ndarray:
     """Sorted unique 64-bit hashes of the ``ngram``-word shingles of ``text``.
 
@@ -138,7 +150,7 @@ def shingle_hashes(text: str, ngram: int) -> np.ndarray:
     words = word_hashes(text)
     if words.size == 0:
         return words
-    return np.unique(ngram_hashes(words, min(ngram, words.size)))
+    return sorted_unique(ngram_hashes(words, min(ngram, words.size)))
 
 
 def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
@@ -240,7 +252,7 @@ SKETCH_SIZE = 256
 def bottom_k_sketch(shingles: np.ndarray, k: int = SKETCH_SIZE) -> np.ndarray:
     """The ``k`` smallest shingle hashes (top 32 bits, sorted unique uint32): a uniform sample of the
     shingle set that two documents draw alike, so it estimates their Jaccard (Broder's bottom-k)."""
-    return np.unique((shingles[:k] >> np.uint64(32)).astype(np.uint32))
+    return sorted_unique((shingles[:k] >> np.uint64(32)).astype(np.uint32))
 
 
 def sketch_jaccard(a: np.ndarray, b: np.ndarray, k: int = SKETCH_SIZE) -> float:
