@@ -50,17 +50,26 @@ _HEX_RUN, _BASE64_RUN, _NUMBERS_PER_RUN = 32, 64, 8
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the maximal True runs of a boolean array."""
-    edges = np.diff(mask.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    padded = np.zeros(mask.size + 2, dtype=bool)
+    padded[1:-1] = mask
+    changes = np.flatnonzero(padded[1:] != padded[:-1])  # alternately a run's start and its end
+    return changes[0::2], changes[1::2]
 
 
 def data_fraction(data: np.ndarray) -> float:
     """Share of bytes in data runs: 32+ hex digits, 64+ base64 characters, or 8+ numbers in a list."""
     in_data = np.zeros(data.size, dtype=bool)
-    for table, minimum in ((_HEX, _HEX_RUN), (_BASE64, _BASE64_RUN)):
-        starts, ends = _runs(table[data])
-        for start, end in zip(starts[ends - starts >= minimum], ends[ends - starts >= minimum]):
-            in_data[start:end] = True
+    # Hex digits are base64 characters, so a 32+ hex run lies inside a 32+ base64 run: the hex table is
+    # only looked up inside those (rare) runs, not over the whole file.
+    starts, ends = _runs(_BASE64[data])
+    lengths = ends - starts
+    for start, end in zip(starts[lengths >= _BASE64_RUN], ends[lengths >= _BASE64_RUN]):
+        in_data[start:end] = True
+    for start, end in zip(starts[(lengths >= _HEX_RUN) & (lengths < _BASE64_RUN)], ends[(lengths >= _HEX_RUN) & (lengths < _BASE64_RUN)]):
+        hex_starts, hex_ends = _runs(_HEX[data[start:end]])
+        for hex_start, hex_end in zip(hex_starts, hex_ends):
+            if hex_end - hex_start >= _HEX_RUN:
+                in_data[start + hex_start : start + hex_end] = True
     digit = _DIGIT[data]
     number_starts = np.concatenate(([0], np.cumsum(digit & ~np.concatenate(([False], digit[:-1])))))
     starts, ends = _runs(_NUMBER_LIST[data])

@@ -63,6 +63,15 @@ def test_secrets_found_and_placeholders_left_alone():
     assert find_secret("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n")[0] == "private_key"
     assert find_secret("x = 1\nSLACK = 'xoxb-1234567890-abcdefghij'")[0] == "slack_token"
     assert find_secret('config = {"password": "s3cr3t-Pa55!"}') == ("password_assignment", "line 1")
+    # every key word, any case, anywhere in a file (the pattern runs anchored where a key word starts)
+    for key in ("PASSWORD", "Passwd", "pwd", "SECRET_KEY", "api_key", "ApiKey", "access_token", "AUTH_TOKEN",
+                "private_key", "client_secret"):
+        text = "import os\n\n" * 3 + f'    {key} = "Zq8-rT2!xw9"\n'
+        assert find_secret(text) == ("password_assignment", "line 7"), key
+        # a letter whose lower case is longer (İ -> i + dot) before it: offsets shift, still found
+        assert find_secret("# İstanbul\n" + text) == ("password_assignment", "line 8"), key
+    assert find_secret("ghp_" + "a" * 36)[0] == "github_token"
+    assert find_secret("token = github_pat_" + "A1_" * 14)[0] == "github_token"
     for harmless in ('password = os.environ["DB_PASSWORD"]', 'password = "changeme123"', 'password = "<your password>"',
                      "token = self.next_token()", 'api_key = "${API_KEY}"', 'password = "aaaaaaaaaa"', GOOD):
         assert find_secret(harmless) is None, harmless
