@@ -233,7 +233,8 @@ def build_pipeline(
     # Stages in order (beam_jobs/quality.py): per-document filters on the texts (language, rules,
     # secrets, quality model); then the corpus-wide ones (exact dedup, near dedup, decontamination,
     # up-sampling) measure each text once, fused with the reading, and decide on keys.
-    stages = quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile")
+    stages = quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile",
+                            local_runner=settings.runner.lower() in LOCAL_RUNNERS)
     for label, stage in stages:
         if not stage.corpus_wide:
             documents, dropped = documents | label >> stage

@@ -32,7 +32,7 @@ from beam_jobs.corpus_wide import CorpusWideStage, keyed_rejection
 from beam_jobs.stage_stats import WriteStageStats
 from beam_jobs.stages import KEPT, REJECTED
 from specialize.corpus.document import Document
-from specialize.dedup.components import large_star, orient, small_star, star_violation
+from specialize.dedup.components import components_union_find, large_star, orient, small_star, star_violation
 from specialize.dedup.exact import exact_key
 from specialize.dedup.minhash import MinHashConfig, MinHasher, bottom_k_sketch, sketch_jaccard
 
@@ -101,18 +101,29 @@ class NearDedupSettings:
     """MinHash/LSH parameters and the component search budget (all exposed on the CLI and profile)."""
 
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
-    verify_threshold: float | None = 0.7  # exact Jaccard a candidate pair must reach; None: trust LSH
+    verify_threshold: float | None = 0.7  # Jaccard (sketch) a candidate pair must reach; None: trust LSH
     rounds: int = 8  # Large-Star + Small-Star pairs; convergence is checked and reported
+    components: str = "auto"  # auto (union-find on local runners, star rounds on distributed ones) | union_find | star
 
     @classmethod
     def from_dict(cls, raw: dict) -> "NearDedupSettings":
-        known = {"ngram", "bands", "rows", "seed", "verify_threshold", "rounds"}
+        known = {"ngram", "bands", "rows", "seed", "verify_threshold", "rounds", "components"}
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown near_dedup setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        components = str(raw.get("components", "auto"))
+        if components not in COMPONENT_METHODS:
+            raise ValueError(f"near_dedup components {components!r}: expected one of {', '.join(COMPONENT_METHODS)}")
         minhash = MinHashConfig(**{k: int(raw[k]) for k in ("ngram", "bands", "rows", "seed") if k in raw})
         threshold = raw.get("verify_threshold", 0.7)
-        return cls(minhash, None if threshold is None else float(threshold), int(raw.get("rounds", 8)))
+        return cls(minhash, None if threshold is None else float(threshold), int(raw.get("rounds", 8)), components)
+
+    def in_one_place(self, local_runner: bool) -> bool:
+        """Whether connected components run as one union-find (``ComponentsInOnePlace``)."""
+        return self.components == "union_find" or (self.components == "auto" and local_runner)
+
+
+COMPONENT_METHODS = ("auto", "union_find", "star")
 
 
 class _SignatureFn(beam.DoFn):
@@ -226,12 +237,42 @@ class ConnectedComponents(beam.PTransform):
         return checked["leaves"], checked["stats"]
 
 
-class NearDedup(CorpusWideStage):
-    """Keys -> (one key per near-duplicate cluster, rejections ``near_dedup/near_duplicate``)."""
+def _components_of_all(edges: list):
+    """Every verified edge in one place -> (member, smallest member of its component) and the stats."""
+    roots = components_union_find(edges)
+    members: dict[str, int] = {}
+    for node, root in roots.items():
+        members[root] = members.get(root, 0) + 1
+        if node != root:
+            yield node, root
+    yield beam.pvalue.TaggedOutput("stats", {"clusters": len(members), "clustered_documents": sum(members.values())})
 
-    def __init__(self, settings: NearDedupSettings = NearDedupSettings(), stats_dir: str | None = None):
+
+class ComponentsInOnePlace(beam.PTransform):
+    """Edges -> (leaf edges, stats) by union-find over all edges on one worker: a local runner holds
+    every shuffle in memory anyway, and this is one step instead of ``2 x rounds`` grouping stages
+    (about a second of runner set-up on a small build). Edges are verified near-duplicate pairs only,
+    not documents. Distributed runners use ``ConnectedComponents``."""
+
+    def expand(self, edges):
+        found = (
+            edges
+            | "AllEdges" >> beam.combiners.ToList()
+            | "UnionFind" >> beam.FlatMap(_components_of_all).with_outputs("stats", main="leaves")
+        )
+        return found["leaves"], found["stats"]
+
+
+class NearDedup(CorpusWideStage):
+    """Keys -> (one key per near-duplicate cluster, rejections ``near_dedup/near_duplicate``).
+
+    ``in_one_place``: connected components by union-find on one worker (local runners) instead of the
+    Large-Star / Small-Star rounds (distributed runners, where no worker may hold every edge)."""
+
+    def __init__(self, settings: NearDedupSettings = NearDedupSettings(), stats_dir: str | None = None,
+                 in_one_place: bool = False):
         super().__init__()
-        self._settings, self._stats_dir = settings, stats_dir
+        self._settings, self._stats_dir, self._in_one_place = settings, stats_dir, in_one_place
 
     def measure(self, documents):
         verify = self._settings.verify_threshold is not None
@@ -264,7 +305,7 @@ class NearDedup(CorpusWideStage):
             )
             edges = verified["edges"]
             stats.append(verified["stats"])
-        leaves, cc_stats = edges | "Components" >> ConnectedComponents(settings.rounds)
+        leaves, cc_stats = edges | "Components" >> (ComponentsInOnePlace() if self._in_one_place else ConnectedComponents(settings.rounds))
         stats.append(cc_stats)
         outputs = (
             {"key": keys | "KeyBySource" >> beam.Map(lambda k: (k.source, k)), "centre": leaves}
@@ -277,6 +318,7 @@ class NearDedup(CorpusWideStage):
                 "ngram": settings.minhash.ngram, "bands": settings.minhash.bands, "rows": settings.minhash.rows,
                 "seed": settings.minhash.seed, "lsh_threshold": round(settings.minhash.threshold(), 4),
                 "verify_threshold": settings.verify_threshold, "rounds": settings.rounds,
+                "components": "union-find, one worker" if self._in_one_place else f"large-star/small-star, {settings.rounds} rounds",
                 "candidate_pairs": 0, "unconverged_nodes": 0, "clusters": 0, "clustered_documents": 0,
             }
             stats | "FlattenStats" >> beam.Flatten() | "Stats" >> WriteStageStats(

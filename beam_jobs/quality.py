@@ -208,7 +208,8 @@ def _section(profile, name: str, where: str) -> dict:
     return section
 
 
-def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name: str = "profile") -> list[tuple[str, beam.PTransform]]:
+def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name: str = "profile",
+                   local_runner: bool = False) -> list[tuple[str, beam.PTransform]]:
     """``[(label, stage)]`` in build order: language -> rules -> secrets -> quality model -> exact dedup ->
     near dedup -> decontamination -> up-sampling. Every stage maps documents to ``(kept, rejected)``.
 
@@ -246,7 +247,7 @@ def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name:
             settings = NearDedupSettings.from_dict(raw)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{profile_name} dedup.near_dedup / --near-dedup: {err}") from None
-        stages.append(("NearDedup", NearDedup(settings, stats_dir)))
+        stages.append(("NearDedup", NearDedup(settings, stats_dir, in_one_place=settings.in_one_place(local_runner))))
     decontam = _section(profile, "decontamination", profile_name)
     specs = list(decontam.get("benchmarks") or []) if config.decontaminate is None else list(config.decontaminate)
     if specs:

@@ -57,7 +57,7 @@ def build(
     no_secrets: bool = typer.Option(False, "--no-secrets", help="Keep files with secrets (code)."),
     no_exact_dedup: bool = typer.Option(False, "--no-exact-dedup", help="Skip exact deduplication."),
     no_near_dedup: bool = typer.Option(False, "--no-near-dedup", help="Skip MinHash near-deduplication."),
-    near_dedup: Optional[list[str]] = typer.Option(None, "--near-dedup", help="KEY=VALUE near-dedup setting (ngram, bands, rows, seed, verify_threshold, rounds); repeatable."),
+    near_dedup: Optional[list[str]] = typer.Option(None, "--near-dedup", help="KEY=VALUE near-dedup setting (ngram, bands, rows, seed, verify_threshold, rounds, components); repeatable."),
     decontaminate: Optional[list[str]] = typer.Option(None, "--decontaminate", help="Benchmark NAME (humaneval; mbpp, gsm8k, math: cached download) or NAME=PATH (JSONL/Parquet); repeatable. Replaces the profile's list."),
     no_decontaminate: bool = typer.Option(False, "--no-decontaminate", help="Skip decontamination."),
     decontaminate_ngram: Optional[int] = typer.Option(None, "--decontaminate-ngram", help="Shared n-gram length in whitespace tokens (default 10)."),

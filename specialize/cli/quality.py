@@ -72,7 +72,7 @@ def build_quality_config(*, no_quality: bool, no_filters: bool, no_secrets: bool
     for pair in near_dedup:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE (ngram, bands, rows, seed, verify_threshold, rounds)",
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE (ngram, bands, rows, seed, verify_threshold, rounds, components)",
                                      param_hint="--near-dedup")
         overrides[key.strip()] = yaml.safe_load(value)  # numbers and null as in the profile
     try:

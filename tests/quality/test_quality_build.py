@@ -75,7 +75,8 @@ def test_unconverged_near_dedup_is_a_loud_warning_and_a_strict_failure(tmp_path)
     words = [f"token{i}" for i in range(80)]
     for k in range(24):
         (repo / f"m{k:02d}.py").write_text("values = [" + ", ".join(f"'{w}'" for w in words[k : k + 40]) + "]\n")
-    quality = QualityConfig(filters=False, secrets=False, decontaminate=[], near_dedup_settings={"rounds": 1})
+    # the Large-Star / Small-Star rounds of distributed runners (a local build uses union-find unless told)
+    quality = QualityConfig(filters=False, secrets=False, decontaminate=[], near_dedup_settings={"rounds": 1, "components": "star"})
     settings = dict(domain="code", inputs=[str(repo)], seq_length=64, quality=quality)
     manifest = run_build(BuildSettings(output=str(tmp_path / "out"), **settings))
     assert not manifest["stages"]["near_dedup"]["converged"]
@@ -85,6 +86,11 @@ def test_unconverged_near_dedup_is_a_loud_warning_and_a_strict_failure(tmp_path)
     with pytest.raises(StrictModeError, match="did not converge"):
         run_build(BuildSettings(output=str(tmp_path / "strict"), strict=True, **settings))
     converged = run_build(BuildSettings(output=str(tmp_path / "enough"), **{**settings, "quality": QualityConfig(
-        filters=False, secrets=False, decontaminate=[])}))
+        filters=False, secrets=False, decontaminate=[], near_dedup_settings={"components": "star"})}))
     assert converged["stages"]["near_dedup"]["converged"] and not converged["warnings"]
     assert converged["totals"]["documents"] < 24
+    # the local default, union-find on one worker, finds the same components
+    local = run_build(BuildSettings(output=str(tmp_path / "local"), **{**settings, "quality": QualityConfig(
+        filters=False, secrets=False, decontaminate=[])}))
+    assert local["stages"]["near_dedup"]["components"] == "union-find, one worker"
+    assert local["totals"] == converged["totals"] and local["removed"] == converged["removed"]
