@@ -14,10 +14,6 @@ Near (MinHash + LSH + connected components), with no step that needs every signa
       --ConvergenceCheck--> _stats/stage-near_dedup.json
       --join with keys by source--> kept (component centres and singletons) + rejections
 
-On a local runner (``components: auto`` or ``packed``) near dedup measures (source, signature, sketch)
-packed into one table, searched on one worker (``specialize/dedup/packed.py``): the same buckets,
-checks and components as the graph above, without 14 band keys per document in the runner's memory.
-
 Both stages keep the document with the smallest ``source`` of its duplicate set, so the survivor does
 not depend on input order, bundle boundaries or the runner. Both measure every document that passed
 the per-document filters; near dedup therefore also sees the exact copies that exact dedup removes.
@@ -36,10 +32,9 @@ from beam_jobs.corpus_wide import CorpusWideStage, keyed_rejection
 from beam_jobs.stage_stats import WriteStageStats
 from beam_jobs.stages import KEPT, REJECTED
 from specialize.corpus.document import Document
-from specialize.dedup.components import large_star, orient, small_star, star_violation
+from specialize.dedup.components import components_union_find, large_star, orient, small_star, star_violation
 from specialize.dedup.exact import exact_key
 from specialize.dedup.minhash import MinHashConfig, MinHasher, bottom_k_sketch, sketch_jaccard
-from specialize.dedup.packed import PackedSignatures, near_duplicates
 
 EXACT_STAGE = "exact_dedup"
 NEAR_STAGE = "near_dedup"
@@ -108,7 +103,7 @@ class NearDedupSettings:
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     verify_threshold: float | None = 0.7  # Jaccard (sketch) a candidate pair must reach; None: trust LSH
     rounds: int = 8  # Large-Star + Small-Star pairs; convergence is checked and reported
-    components: str = "auto"  # auto (packed on local runners, star rounds on distributed ones) | packed | star
+    components: str = "auto"  # auto (union-find on local runners, star rounds on distributed ones) | union_find | star
 
     @classmethod
     def from_dict(cls, raw: dict) -> "NearDedupSettings":
@@ -124,18 +119,18 @@ class NearDedupSettings:
         return cls(minhash, None if threshold is None else float(threshold), int(raw.get("rounds", 8)), components)
 
     def in_one_place(self, local_runner: bool) -> bool:
-        """Whether the search runs on packed signatures on one worker (``specialize/dedup/packed.py``)."""
-        return self.components == "packed" or (self.components == "auto" and local_runner)
+        """Whether connected components run as one union-find (``ComponentsInOnePlace``)."""
+        return self.components == "union_find" or (self.components == "auto" and local_runner)
 
 
-COMPONENT_METHODS = ("auto", "packed", "star")
+COMPONENT_METHODS = ("auto", "union_find", "star")
 
 
 class _SignatureFn(beam.DoFn):
     SKETCHES = "sketches"
 
-    def __init__(self, config: MinHashConfig, emit_sketches: bool, packed: bool = False):
-        self._config, self._emit_sketches, self._packed = config, emit_sketches, packed
+    def __init__(self, config: MinHashConfig, emit_sketches: bool):
+        self._config, self._emit_sketches = config, emit_sketches
         self._hasher = None
 
     def setup(self):
@@ -145,9 +140,6 @@ class _SignatureFn(beam.DoFn):
         shingles = self._hasher.shingles(document.text)
         signature = self._hasher.signature_of_shingles(shingles)
         if signature is None:  # no words at all: nothing to compare, never a near-duplicate
-            return
-        if self._packed:  # (source, signature, sketch) into the packed table (ComponentsInOnePlace's path)
-            yield document.source, signature, bottom_k_sketch(shingles) if self._emit_sketches else None
             return
         for key in self._hasher.band_keys(signature):
             yield key, document.source
@@ -245,45 +237,37 @@ class ConnectedComponents(beam.PTransform):
         return checked["leaves"], checked["stats"]
 
 
-class _PackFn(beam.CombineFn):
-    """(source, signature, sketch) -> one ``PackedSignatures``; lifted by the runner into the stage that
-    measures, so only packed arrays leave it."""
-
-    def create_accumulator(self) -> PackedSignatures:
-        return PackedSignatures()
-
-    def add_input(self, packed: PackedSignatures, element) -> PackedSignatures:
-        packed.add(*element)
-        return packed
-
-    def merge_accumulators(self, accumulators) -> PackedSignatures:
-        accumulators = iter(accumulators)
-        merged = next(accumulators)
-        for other in accumulators:
-            merged.merge(other)
-        return merged
-
-    def extract_output(self, packed: PackedSignatures) -> PackedSignatures:
-        return packed
+def _components_of_all(edges: list):
+    """Every verified edge in one place -> (member, smallest member of its component) and the stats."""
+    roots = components_union_find(edges)
+    members: dict[str, int] = {}
+    for node, root in roots.items():
+        members[root] = members.get(root, 0) + 1
+        if node != root:
+            yield node, root
+    yield beam.pvalue.TaggedOutput("stats", {"clusters": len(members), "clustered_documents": sum(members.values())})
 
 
-def _search_in_one_place(tables: list, settings: "NearDedupSettings"):
-    packed = PackedSignatures()
-    for table in tables:
-        packed.merge(table)
-    found = near_duplicates(packed, settings.minhash.bands, settings.minhash.rows, settings.verify_threshold)
-    yield from found.leaves
-    yield beam.pvalue.TaggedOutput("stats", {"candidate_pairs": found.candidate_pairs,
-                                             "candidate_pairs_rejected_by_jaccard": found.rejected_by_jaccard,
-                                             "clusters": found.clusters, "clustered_documents": found.clustered_documents})
+class ComponentsInOnePlace(beam.PTransform):
+    """Edges -> (leaf edges, stats) by union-find over all edges on one worker: a local runner holds
+    every shuffle in memory anyway, and this is one step instead of ``2 x rounds`` grouping stages
+    (about a second of runner set-up on a small build). Edges are verified near-duplicate pairs only,
+    not documents. Distributed runners use ``ConnectedComponents``."""
+
+    def expand(self, edges):
+        found = (
+            edges
+            | "AllEdges" >> beam.combiners.ToList()
+            | "UnionFind" >> beam.FlatMap(_components_of_all).with_outputs("stats", main="leaves")
+        )
+        return found["leaves"], found["stats"]
 
 
 class NearDedup(CorpusWideStage):
     """Keys -> (one key per near-duplicate cluster, rejections ``near_dedup/near_duplicate``).
 
-    ``in_one_place`` (local runners): every signature packed into one table and searched on one worker
-    (``specialize/dedup/packed.py``), instead of band GroupByKeys and Large-Star / Small-Star rounds
-    (distributed runners, where no worker may hold every signature)."""
+    ``in_one_place``: connected components by union-find on one worker (local runners) instead of the
+    Large-Star / Small-Star rounds (distributed runners, where no worker may hold every edge)."""
 
     def __init__(self, settings: NearDedupSettings = NearDedupSettings(), stats_dir: str | None = None,
                  in_one_place: bool = False):
@@ -292,21 +276,12 @@ class NearDedup(CorpusWideStage):
 
     def measure(self, documents):
         verify = self._settings.verify_threshold is not None
-        if self._in_one_place:
-            return {"packed": documents
-                    | "Signatures" >> beam.ParDo(_SignatureFn(self._settings.minhash, verify, packed=True))
-                    | "Pack" >> beam.CombineGlobally(_PackFn())}
         signed = documents | "Signatures" >> beam.ParDo(_SignatureFn(self._settings.minhash, verify)).with_outputs(
             _SignatureFn.SKETCHES, main="bands")
         return {"bands": signed["bands"], "sketches": signed[_SignatureFn.SKETCHES] if verify else None}
 
     def decide(self, keys, signals):
         settings = self._settings
-        if self._in_one_place:
-            found = (signals["packed"]
-                     | "AllTables" >> beam.combiners.ToList()
-                     | "Search" >> beam.FlatMap(_search_in_one_place, settings).with_outputs("stats", main="leaves"))
-            return self._drop_and_report(keys, found["leaves"], [found["stats"]])
         candidates = (
             signals["bands"]
             | "GroupByBand" >> beam.GroupByKey()
@@ -330,12 +305,8 @@ class NearDedup(CorpusWideStage):
             )
             edges = verified["edges"]
             stats.append(verified["stats"])
-        leaves, cc_stats = edges | "Components" >> ConnectedComponents(settings.rounds)
+        leaves, cc_stats = edges | "Components" >> (ComponentsInOnePlace() if self._in_one_place else ConnectedComponents(settings.rounds))
         stats.append(cc_stats)
-        return self._drop_and_report(keys, leaves, stats)
-
-    def _drop_and_report(self, keys, leaves, stats: list):
-        settings = self._settings
         outputs = (
             {"key": keys | "KeyBySource" >> beam.Map(lambda k: (k.source, k)), "centre": leaves}
             | "JoinKeys" >> beam.CoGroupByKey()
@@ -347,7 +318,7 @@ class NearDedup(CorpusWideStage):
                 "ngram": settings.minhash.ngram, "bands": settings.minhash.bands, "rows": settings.minhash.rows,
                 "seed": settings.minhash.seed, "lsh_threshold": round(settings.minhash.threshold(), 4),
                 "verify_threshold": settings.verify_threshold, "rounds": settings.rounds,
-                "components": "packed signatures, one worker" if self._in_one_place else f"large-star/small-star, {settings.rounds} rounds",
+                "components": "union-find, one worker" if self._in_one_place else f"large-star/small-star, {settings.rounds} rounds",
                 "candidate_pairs": 0, "unconverged_nodes": 0, "clusters": 0, "clustered_documents": 0,
             }
             stats | "FlattenStats" >> beam.Flatten() | "Stats" >> WriteStageStats(
