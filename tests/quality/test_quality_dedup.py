@@ -107,7 +107,8 @@ def test_exact_dedup_keeps_smallest_source_whitespace_insensitive():
     assert exact_key("a  b\n") == exact_key("a b")
 
 
-def test_near_dedup_clusters_planted_copies_and_keeps_the_smallest(tmp_path):
+@pytest.mark.parametrize("in_one_place", [False, True], ids=["star", "union_find"])
+def test_near_dedup_clusters_planted_copies_and_keeps_the_smallest(tmp_path, in_one_place):
     original = _program(7, lines=80)
     renamed = original.replace("var_7_3", "renamed_counter")  # renamed identifier
     lines = original.split("\n")
@@ -122,30 +123,54 @@ def test_near_dedup_clusters_planted_copies_and_keeps_the_smallest(tmp_path):
         _doc("", "empty.py"),
     ]
     stats_dir = tmp_path / "_stats"
-    kept, rejected = run_stage(NearDedup(NearDedupSettings(), stats_dir=str(stats_dir)), docs)
+    kept, rejected = run_stage(NearDedup(NearDedupSettings(), stats_dir=str(stats_dir), in_one_place=in_one_place), docs)
     assert {r.source for r in rejected} == {"src/m.py", "src/z_renamed.py", "src/b_edited.py"}
     assert {r.detail for r in rejected} == {"cluster survivor: src/a_comments.py"}
     assert len(kept) == len(docs) - 3 and "src/a_comments.py" in {d.source for d in kept}
     stats = json.loads((stats_dir / "stage-near_dedup.json").read_text())
     assert stats["converged"] and stats["clusters"] == 1 and stats["clustered_documents"] == 4
     # same input in another order: the same survivor
-    kept_again, _ = run_stage(NearDedup(NearDedupSettings(rounds=2)), list(reversed(docs)))
+    kept_again, _ = run_stage(NearDedup(NearDedupSettings(rounds=2), in_one_place=in_one_place), list(reversed(docs)))
     assert [d.source for d in kept_again] == [d.source for d in kept]
 
 
-def test_near_dedup_verification_rejects_low_jaccard_candidates():
+@pytest.mark.parametrize("in_one_place", [False, True], ids=["star", "union_find"])
+def test_near_dedup_verification_rejects_low_jaccard_candidates(in_one_place):
     # With 1 band of 1 row nearly everything collides; the exact Jaccard check must keep them apart.
     loose = NearDedupSettings(minhash=MinHashConfig(ngram=1, bands=1, rows=1), verify_threshold=0.8, rounds=1)
     words = "alpha beta gamma delta epsilon zeta eta theta".split()
     docs = [_doc(" ".join(words[:6]), "a"), _doc(" ".join(words[2:]), "b")]
-    kept, rejected = run_stage(NearDedup(loose), docs)
+    kept, rejected = run_stage(NearDedup(loose, in_one_place=in_one_place), docs)
     hasher = MinHasher(loose.minhash)
     if hasher.signature(docs[0].text)[0] != hasher.signature(docs[1].text)[0]:
         pytest.skip("this seed did not make the pair a candidate")
     assert rejected == [] and len(kept) == 2
     unchecked = NearDedupSettings(minhash=loose.minhash, verify_threshold=None, rounds=1)
-    kept, rejected = run_stage(NearDedup(unchecked), docs)
+    kept, rejected = run_stage(NearDedup(unchecked, in_one_place=in_one_place), docs)
     assert [r.source for r in rejected] == ["b"]
+
+
+def test_packed_search_equals_the_star_path_on_random_near_duplicates(tmp_path):
+    """Many clusters, chains of edits and unrelated documents: both component searches remove the same documents,
+    name the same survivors and count the same candidate pairs and clusters."""
+    rng = random.Random(5)
+    docs = []
+    for family in range(15):
+        text = _program(200 + family, lines=40)
+        for copy in range(rng.randint(1, 4)):
+            lines = text.split("\n")
+            lines[rng.randrange(len(lines))] = f"    edited_{copy} = {rng.randint(0, 9)}"
+            text = "\n".join(lines)  # each copy edits the previous one: chains, not just stars
+            docs.append(_doc(text, f"f{family:02d}/{rng.randint(0, 10**6):07d}.py"))
+    results = {}
+    for in_one_place in (False, True):
+        stats_dir = tmp_path / str(in_one_place)
+        kept, rejected = run_stage(NearDedup(NearDedupSettings(), stats_dir=str(stats_dir), in_one_place=in_one_place), docs)
+        stats = json.loads((stats_dir / "stage-near_dedup.json").read_text())
+        results[in_one_place] = (sorted(d.source for d in kept), sorted((r.source, r.detail) for r in rejected),
+                                 {k: stats[k] for k in ("candidate_pairs", "clusters", "clustered_documents")})
+    assert results[True] == results[False]
+    assert results[True][2]["clusters"] > 5
 
 
 def test_settings_from_profile_reject_unknown_keys():
