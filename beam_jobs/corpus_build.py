@@ -30,7 +30,6 @@ from beam_jobs.runner import (
     LOCAL_RUNNERS,
     check_filesystems,
     create_pipeline,
-    local_running_mode,
     pipeline_options,
     use_options_for_filesystems,
 )
@@ -298,11 +297,6 @@ def read_listing(path: str):
     for line in outputs.read_bytes(path).decode("utf-8").splitlines():
         entry = json.loads(line)
         yield InputFile(**entry["file"]) if "file" in entry else Rejection(**entry["rejection"])
-
-
-def _single_worker(settings: BuildSettings) -> bool:
-    """A local in-process run, where a reshuffle moves data and spreads nothing."""
-    return settings.runner.lower() in LOCAL_RUNNERS and local_running_mode(settings.workers, settings.runner_mode) == "in_memory"
 
 
 def remove_other_builds(output_dir: str, manifest: dict) -> list[str]:
