@@ -33,7 +33,6 @@ class CorpusWideStage(beam.PTransform):
     """``keys | stage -> (kept keys, rejected (key, Rejection))`` once ``Measure(stage)`` ran on the texts."""
 
     corpus_wide = True
-    measure_shape: tuple[str, ...] = ()  # the names of a dict of signals (some may be None)
 
     def __init__(self, label: str | None = None):
         super().__init__(label)
@@ -75,9 +74,7 @@ class Measure(beam.PTransform):
         names = list(measured[0])
         flat = {name: tuple(m[name] for m in measured) | f"Flatten{index}" >> beam.Flatten() if len(measured) > 1
                 else measured[0][name] for index, name in enumerate(names)}
-        template = self._stage.measure_shape
-        signals = flat[_SINGLE] if _SINGLE in flat else {name: flat.get(name) for name in template}
-        self._stage.bind(signals)
+        self._stage.bind(flat[_SINGLE] if _SINGLE in flat else flat)  # a dict of signals lacks those measured as None
         return flat[names[0]]
 
 
@@ -94,7 +91,6 @@ class _MeasureBranch(beam.PTransform):
     def expand(self, documents):
         signals = self._stage.measure(documents)
         if isinstance(signals, dict):
-            self._stage.measure_shape = tuple(signals)
             return {name: value for name, value in signals.items() if value is not None}
         return {_SINGLE: signals}
 

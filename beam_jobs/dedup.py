@@ -290,7 +290,7 @@ class NearDedup(CorpusWideStage):
         )
         stats = [candidates | "CountCandidates" >> beam.Map(lambda _: {"candidate_pairs": 1})]
         edges = candidates
-        if signals["sketches"] is not None:
+        if signals.get("sketches") is not None:
             sketches = signals["sketches"]
             by_centre = candidates | "KeyByCentre" >> beam.Map(lambda edge: (edge[1], edge[0]))
             with_first = (

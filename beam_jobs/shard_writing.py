@@ -207,17 +207,22 @@ def _cut(entries: list, piece_bytes: int) -> list[list]:
     return pieces
 
 
+def _layout_argument(layout):
+    """A fixed ``ShardLayout`` as it is, or the one-element PCollection ``Layout`` gave as a side input."""
+    return layout if isinstance(layout, ShardLayout) else beam.pvalue.AsSingleton(layout)
+
+
 class PlanShards(beam.PTransform):
     """(key, rejection or None) entries + the input files -> (shard index, Piece), keys only."""
 
     def __init__(self, files, layout, repo_inputs: tuple[str, ...] | None = None):
-        """``layout``: a ``ShardLayout`` or the one-element PCollection ``ShardCount`` gave;
+        """``layout``: a ``ShardLayout`` or the one-element PCollection ``Layout`` gave;
         ``repo_inputs``: the --input paths under --repo-level (None: documents are written as they are)."""
         super().__init__()
         self._files, self._layout, self._repo_inputs = files, layout, repo_inputs
 
     def expand(self, entries):
-        layout = self._layout if isinstance(self._layout, ShardLayout) else beam.pvalue.AsSingleton(self._layout)
+        layout = _layout_argument(self._layout)
         return (
             {"file": self._files | "FileByPath" >> beam.Map(lambda f: (f.path, f)),
              "entries": entries | "EntryByFile" >> beam.Map(lambda entry: (entry[0].file, entry))}
@@ -410,7 +415,7 @@ class WriteShards(beam.PTransform):
         self._layout = layout
 
     def expand(self, keyed_pieces):
-        layout = self._layout if isinstance(self._layout, ShardLayout) else beam.pvalue.AsSingleton(self._layout)
+        layout = _layout_argument(self._layout)
         outputs_ = (
             keyed_pieces
             | "GroupByShard" >> beam.GroupByKey()
