@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -28,6 +28,7 @@ from apache_beam.io import fileio
 from beam_jobs.quality import QualityConfig, quality_stages
 from beam_jobs.runner import (
     LOCAL_RUNNERS,
+    auto_local_workers,
     check_filesystems,
     create_pipeline,
     pipeline_options,
@@ -70,9 +71,9 @@ class BuildSettings:
     shard_text_bytes: int = DEFAULT_SHARD_TEXT_BYTES
     strict: bool = False
     runner: str = "direct"
-    workers: int = 1  # local SDK workers: processes, or bundle threads with runner_mode="multi_threading"
+    workers: int | None = None  # local SDK workers (processes, or bundle threads with runner_mode="multi_threading"); None: by input size
     runner_mode: str = "auto"  # local FnApiRunner mode: auto | in_memory | multi_threading | multi_processing
-    tokenizer_threads: int | None = 1  # tiktoken threads per worker (it releases the GIL); None: the worker's cores
+    tokenizer_threads: int | None = None  # tiktoken threads per shard task (it releases the GIL); None: decided there (tokenizer_threads)
     remote_settings: dict = field(default_factory=dict)
     samples_per_reason: int = 20
     quality: QualityConfig = field(default_factory=QualityConfig)  # filters, dedup, decontamination switches
@@ -267,7 +268,8 @@ def build_pipeline(
         entries
         | "PlanShards" >> PlanShards(files_pc, layout, repo_inputs)
         | "WriteShards" >> WriteShards(profile, settings.domain, spec, settings.output, layout, build_id,
-                                       settings.tokenizer_threads, settings.repo_max_bytes if settings.repo_level else None)
+                                       settings.tokenizer_threads, settings.repo_max_bytes if settings.repo_level else None,
+                                       local_workers=settings.workers if settings.runner.lower() in LOCAL_RUNNERS else None)
     )
     rejected.append(samples)
     if settings.repo_level:  # after the file-level filters and dedup, as StarCoder2 and Qwen2.5-Coder
@@ -343,7 +345,7 @@ def _user_paths(settings: BuildSettings, *, workers_only: bool = False) -> dict[
 
 def run_build(settings: BuildSettings) -> dict:
     """Discover inputs, run the Beam pipeline, write and return the manifest."""
-    options = pipeline_options(settings.runner, settings.workers, settings.remote_settings, settings.runner_mode)
+    options = pipeline_options(settings.runner, settings.workers or 1, settings.remote_settings, settings.runner_mode)
     use_options_for_filesystems(options)  # before the launcher touches gs:// or s3://
     check_filesystems(_user_paths(settings))
     if settings.runner.lower() not in LOCAL_RUNNERS:
@@ -361,6 +363,9 @@ def run_build(settings: BuildSettings) -> dict:
         raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
     tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts
     total_bytes = sum(f.size for f in files)
+    if settings.workers is None:
+        settings = replace(settings, workers=auto_local_workers(None if remote_inputs else total_bytes))
+        options = pipeline_options(settings.runner, settings.workers, settings.remote_settings, settings.runner_mode)
     instructions = ((), ())
     if settings.instructions:
         instructions = instruction_documents(settings.instructions, settings.domain, exclude=settings.instructions_exclude,

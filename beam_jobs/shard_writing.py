@@ -291,20 +291,37 @@ class _ShardStats:
             entry["text_bytes"] += row["num_bytes"]
 
 
+def tokenizer_threads(cores: int, local_workers: int | None, num_shards: int) -> int:
+    """Tokenizer threads for one shard task: the cores shared by the shard tasks that can run at once.
+
+    Locally ``local_workers`` processes share this machine, but a build with fewer shards than workers
+    writes fewer shards at once: one shard on two workers gets both cores, not one (measured on 127 MB
+    of code: 41% of raw tiktoken against 38%). A remote worker (``local_workers`` None) runs one shard
+    task per core it has, each tokenizing on all of them, as tiktoken's threads release the GIL.
+    """
+    concurrent = min(local_workers, num_shards) if local_workers else 1
+    return max(1, cores // max(1, concurrent))
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, profile: DomainProfile, domain: str, spec: TokenizerSpec, output_dir: str, build_id: str | None,
-                 threads: int | None, repo_max_bytes: int | None, batch_bytes: int = 8 << 20):
+                 threads: int | None, repo_max_bytes: int | None, batch_bytes: int = 8 << 20,
+                 local_workers: int | None = None):
         self._profile, self._domain, self._spec = profile, domain, spec
         self._output_dir, self._build_id, self._threads = output_dir, build_id, threads
-        self._repo_max_bytes, self._batch_bytes = repo_max_bytes, batch_bytes
+        self._repo_max_bytes, self._batch_bytes, self._local_workers = repo_max_bytes, batch_bytes, local_workers
         self._tokenizer = None
 
     def setup(self):
         self._tokenizer = self._spec.load()
-        if self._threads is None:  # decided on the worker, from its own cores (not the launcher's)
-            from beam_jobs.runner import default_workers
 
-            self._threads = default_workers()
+    def threads_for(self, layout: ShardLayout) -> int:
+        """The given thread count, else decided on the worker from its own cores (not the launcher's)."""
+        if self._threads is not None:
+            return self._threads
+        from beam_jobs.runner import default_workers
+
+        return tokenizer_threads(default_workers(), self._local_workers, layout.num_shards)
 
     def _documents(self, pieces: list[Piece]):
         """(repository or None, restored document or rejection) for every planned document of the
@@ -334,7 +351,7 @@ class _WriteShardFn(beam.DoFn):
         index, pieces = keyed_pieces
         pieces = sorted(pieces, key=lambda p: (p.file.path, p.records or (0, 0), p.repository or ""))
         name = shard_name(index, layout.num_shards, self._build_id)
-        encoder = _BatchEncoder(self._tokenizer, self._threads, self._batch_bytes)
+        encoder = _BatchEncoder(self._tokenizer, self.threads_for(layout), self._batch_bytes)
         stats = _ShardStats()
         repositories: dict[str, list] = {}
         with contextlib.ExitStack() as stack:
@@ -409,9 +426,11 @@ class WriteShards(beam.PTransform):
     (shard stats, rejections with samples, repository stats)."""
 
     def __init__(self, profile: DomainProfile, domain: str, spec: TokenizerSpec, output_dir: str, layout,
-                 build_id: str | None = None, threads: int | None = 1, repo_max_bytes: int | None = None):
+                 build_id: str | None = None, threads: int | None = 1, repo_max_bytes: int | None = None,
+                 local_workers: int | None = None):
         super().__init__()
-        self._fn = _WriteShardFn(profile, domain, spec, output_dir, build_id, threads, repo_max_bytes)
+        self._fn = _WriteShardFn(profile, domain, spec, output_dir, build_id, threads, repo_max_bytes,
+                                 local_workers=local_workers)
         self._layout = layout
 
     def expand(self, keyed_pieces):

@@ -1,12 +1,14 @@
 """How a local corpus build's memory and time grow with the amount of text: 1x and 4x the same kind of input.
 
-    python benchmarks/corpus_scale.py [--source DIR] [--copies 4] [--no-quality]
+    python benchmarks/corpus_scale.py [--source DIR] [--copies 4] [--no-quality] [--workers 1|2|auto]
 
 Input: a Python source tree (default: the standard library, ~32 MB of .py and .c files) and, for the
 larger build, edited copies of it (every file gets a distinct header line and its identifiers a
 per-copy suffix, so the copies are new text that exact dedup cannot collapse; near dedup may still
 group some). Each build runs ``specialize corpus build --domain code`` in a child process; the peak
-RSS of its whole process tree (Beam's SDK workers included) is sampled every 0.1 s.
+RSS of its whole process tree (Beam's SDK workers included) is sampled every 0.1 s. Both builds run
+with ``--workers 1`` by default, so the growth is the text's, not a second worker process's; with
+``--workers auto`` each build starts as many as the CLI chooses by input size.
 
 Prints wall time, MB/s of input text and peak RSS for 1x and Nx, the growth in MB of RSS per MB of
 text, and the largest input that growth allows on a 24 GB machine. Target (issue 12): peak memory for
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--source", default=None, help="a source tree (default: the standard library)")
     parser.add_argument("--copies", type=int, default=4)
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--workers", default="1", help="local worker processes of both builds, or auto (as the CLI)")
     args = parser.parse_args()
     import sysconfig
 
@@ -102,10 +105,13 @@ def main() -> None:
                 command += ["--input", given]
             if args.no_quality:
                 command.append("--no-quality")
+            if args.workers != "auto":
+                command += ["--workers", args.workers]
             seconds, peak, code = peak_tree_rss(command, env)
             rows.append((label, files, size, seconds, peak, code))
             shutil.rmtree(out, ignore_errors=True)
-    print(f"source: {source}; quality stages {'off' if args.no_quality else 'on (decontamination off)'}; {os.cpu_count()} cores")
+    print(f"source: {source}; quality stages {'off' if args.no_quality else 'on (decontamination off)'}; {os.cpu_count()} cores; "
+          f"workers {args.workers}")
     print(f"{'input':>6} {'files':>7} {'text MB':>8} {'seconds':>8} {'MB/s':>6} {'peak RSS GB':>12}")
     for label, files, size, seconds, peak, code in rows:
         status = "" if code == 0 else f"  (exit {code})"

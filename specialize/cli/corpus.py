@@ -44,7 +44,7 @@ def build(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="qwen.tiktoken file or checkpoint directory. Default: embedded tiny-bbpe."),
     seq_length: int = typer.Option(2048, "--seq-length", help="Training sequence length (recorded; samples counted for it)."),
     runner: str = typer.Option("direct", "--runner", help="direct (FnApiRunner, local) | dataflow | flink | spark."),
-    workers: int = typer.Option(1, "--workers", help="Local SDK worker processes (or bundle threads with --runner-mode multi_threading); tokenization uses all cores either way (threads)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local SDK worker processes (or bundle threads with --runner-mode multi_threading). Default: one per 32 MiB of input, at most one per core; tokenization uses all cores either way (threads)."),
     runner_mode: str = typer.Option("auto", "--runner-mode", help="Local runner: auto (processes when --workers > 1) | in_memory | multi_threading (bundles on threads, as on Dataflow) | multi_processing."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Number of shards (default: ~256 MB of text each)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Domain profile YAML replacing the built-in one."),
@@ -73,7 +73,7 @@ def build(
 ) -> None:
     """Read raw code, math or text files, clean them and write tokenized Arrow shards plus a manifest."""
     from beam_jobs.corpus_build import BuildSettings, run_build
-    from beam_jobs.runner import LOCAL_RUNNERS, default_workers
+    from beam_jobs.runner import LOCAL_RUNNERS
     from specialize.cli.quality import build_quality_config
     from specialize.corpus import defaults
     from specialize.corpus.report import print_summary
@@ -95,10 +95,9 @@ def build(
         num_shards=num_shards,
         strict=strict,
         runner=runner,
-        workers=max(1, workers),
+        workers=None if workers is None else max(1, workers),
         runner_mode=runner_mode,
-        # Local: this machine's cores shared by the local workers; remote: each worker's own, found there.
-        tokenizer_threads=max(1, default_workers() // max(1, workers)) if runner.lower() in LOCAL_RUNNERS else None,
+        tokenizer_threads=None,  # decided by each shard task: its machine's cores over the shards written at once
         remote_settings=remote,
         repo_level=repo_level,
         repo_max_bytes=repo_max_bytes,
@@ -111,8 +110,8 @@ def build(
             min_quality=min_quality, source_weight=source_weight or [], languages=languages,
             no_language_filter=no_language_filter),
     )
-    threads = settings.tokenizer_threads or "each worker's cores as"
-    typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, {settings.workers} worker(s) x {threads} tokenizer threads)", err=True)
+    workers_text = (settings.workers or "auto") if runner.lower() in LOCAL_RUNNERS else "the runner's"
+    typer.echo(f"corpus build: domain={domain} inputs={', '.join(inputs)} -> {settings.output} (runner {runner}, workers {workers_text})", err=True)
     from beam_jobs.runners import RunnerSettingsError
 
     try:

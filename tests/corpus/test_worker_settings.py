@@ -7,30 +7,62 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from beam_jobs.runner import default_workers
-from beam_jobs.shard_writing import _WriteShardFn
+from beam_jobs.runner import auto_local_workers, default_workers
+from beam_jobs.shard_writing import ShardLayout, _WriteShardFn, tokenizer_threads
 from specialize.cli import app
 from specialize.tokenization import TokenizerSpec
 
 
-@pytest.mark.parametrize("runner,expected", [("direct", max(1, default_workers() // 2)), ("dataflow", None)])
-def test_tokenizer_threads_come_from_the_machine_that_tokenizes(monkeypatch, tmp_path, runner, expected):
-    """Locally the launcher's cores are the workers'; remotely each worker counts its own at setup."""
+@pytest.mark.parametrize("runner", ["direct", "dataflow"])
+def test_tokenizer_threads_are_decided_where_the_shard_is_written(monkeypatch, tmp_path, runner):
+    """The launcher leaves the thread count to the shard task: a remote worker counts its own cores."""
     seen = {}
 
     def fake_run_build(settings):
-        seen["threads"] = settings.tokenizer_threads
+        seen["settings"] = settings
         raise SystemExit(0)
 
     monkeypatch.setattr("beam_jobs.corpus_build.run_build", fake_run_build)
-    CliRunner().invoke(app, ["corpus", "build", "--domain", "code", "--runner", runner, "--workers", "2",
-                             "--output", str(tmp_path / "o")])
-    assert seen["threads"] == expected
+    CliRunner().invoke(app, ["corpus", "build", "--domain", "code", "--runner", runner, "--output", str(tmp_path / "o")])
+    assert seen["settings"].tokenizer_threads is None and seen["settings"].workers is None
     from specialize.corpus.profile import load_profile
 
-    fn = _WriteShardFn(load_profile("code"), "code", TokenizerSpec(None), str(tmp_path / "o"), None, seen["threads"], None)
+    fn = _WriteShardFn(load_profile("code"), "code", TokenizerSpec(None), str(tmp_path / "o"), None, None, None)
     fn.setup()
-    assert fn._threads == (expected or default_workers())
+    assert fn.threads_for(ShardLayout(3, 1 << 20)) == default_workers()
+
+
+def test_local_shard_tasks_share_the_cores_they_run_beside():
+    """Two local workers writing two shards at once get half the cores each; writing one shard, the
+    single task gets them all; a given count is kept."""
+    assert tokenizer_threads(8, 2, 5) == 4
+    assert tokenizer_threads(8, 2, 1) == 8
+    assert tokenizer_threads(8, 1, 5) == 8
+    assert tokenizer_threads(2, 4, 4) == 1
+    assert tokenizer_threads(16, None, 4) == 16  # remote: one task per core, each on all of them
+    assert _WriteShardFn(None, "code", TokenizerSpec(None), "o", None, 3, None, local_workers=2).threads_for(ShardLayout(1, 1)) == 3
+
+
+def test_local_workers_follow_the_input_size():
+    """One process for a small build (no second interpreter to start); one per 32 MiB up to the cores."""
+    assert auto_local_workers(1 << 20, cores=8) == 1
+    assert auto_local_workers(40 << 20, cores=8) == 1
+    assert auto_local_workers(70 << 20, cores=8) == 2
+    assert auto_local_workers(10 << 30, cores=8) == 8
+    assert auto_local_workers(None, cores=4) == 1  # object-store inputs: size unknown at launch
+
+
+def test_a_build_records_the_workers_it_chose(tmp_path):
+    """An auto build of a small tree runs in one process and says so in its manifest."""
+    from beam_jobs.corpus_build import BuildSettings, run_build
+    from beam_jobs.quality import QualityConfig
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(3):
+        (tree / f"m{i}.py").write_text(f"def f{i}(x):\n    return x * {i} + {i * 7}\n" * 20)
+    manifest = run_build(BuildSettings(domain="code", inputs=[str(tree)], output=str(tmp_path / "out"), quality=QualityConfig.off()))
+    assert manifest["settings"]["workers"] == 1 and manifest["totals"]["documents"] == 3
 
 
 def test_concurrent_tokenizer_fetches_do_not_share_a_temporary_file(monkeypatch, tmp_path):
