@@ -200,6 +200,13 @@ class QualityConfig:
         """Every quality stage off (`--no-quality`): the corpus is exactly what the readers produced."""
         return cls(filters=False, language_filter=False, secrets=False, exact_dedup=False, near_dedup=False, decontaminate=[])
 
+    def judges_text(self) -> bool:
+        """Whether a stage does per-document work in Python on the first read (filters, language id,
+        secrets, MinHash, the n-gram check, a quality model): the work more local processes share.
+        Without it the build's work is tokenization, whose threads already use every core."""
+        return bool(self.filters or self.language_filter or self.secrets or self.near_dedup
+                    or self.decontaminate != [] or self.quality_model)
+
 
 def _section(profile, name: str, where: str) -> dict:
     section = profile.section(name)

@@ -35,7 +35,9 @@ def default_workers() -> int:
 #: about 2 s (it imports Beam and the stages; every stage's data then crosses gRPC) and saves half of
 #: the per-document work. Measured on 2 cores, default code build: 6 MB 3.0 s -> 5.0 s with two workers,
 #: 17 MB 5.7 s -> 7.1 s, 32 MB 9.9 s -> 9.1 s, 127 MB 27.5 s -> 18.8 s. So small builds (the tests,
-#: the demo) stay in one process.
+#: the demo) stay in one process. A build without per-document stages (``--no-quality``) stays in one
+#: too: its work is tokenization, whose threads already use every core (134 MB: 11.9 s in one process,
+#: 13.5 s in two).
 LOCAL_BYTES_PER_WORKER = 32 << 20
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
 
+from beam_jobs.quality import QualityConfig
 from beam_jobs.runner import auto_local_workers, default_workers
 from beam_jobs.shard_writing import ShardLayout, _WriteShardFn, tokenizer_threads
 from specialize.cli import app
@@ -50,6 +52,9 @@ def test_local_workers_follow_the_input_size():
     assert auto_local_workers(70 << 20, cores=8) == 2
     assert auto_local_workers(10 << 30, cores=8) == 8
     assert auto_local_workers(None, cores=4) == 1  # object-store inputs: size unknown at launch
+    assert QualityConfig().judges_text() and QualityConfig(decontaminate=None).judges_text()
+    assert not QualityConfig.off().judges_text()  # tokenization only: its threads use the cores
+    assert not replace(QualityConfig.off(), exact_dedup=True).judges_text()
 
 
 def test_a_build_records_the_workers_it_chose(tmp_path):
