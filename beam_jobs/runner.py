@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 import apache_beam as beam
+import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import beam_fixes
@@ -41,12 +42,23 @@ def default_workers() -> int:
 LOCAL_BYTES_PER_WORKER = 32 << 20
 
 
-def auto_local_workers(input_bytes: int | None, cores: int | None = None) -> int:
+#: Peak RSS per byte of input of a build in several local worker processes, rounded up: the process
+#: tree grew 5.1 MB per MB of text with two workers against 1.4 MB per MB in one (gRPC data channels
+#: and per-process copies; ``benchmarks/corpus_scale.py --workers 2``: 0.91 -> 1.39 GB for 32 -> 128 MB).
+MULTI_PROCESS_RSS_PER_BYTE = 6
+
+
+def auto_local_workers(input_bytes: int | None, cores: int | None = None, memory_bytes: int | None = None) -> int:
     """How many local worker processes a build of ``input_bytes`` starts: one per 32 MiB of input, at
-    most one per core. ``None`` (object-store inputs: listed only once the pipeline runs, so their size
-    is unknown here): one; ``--workers`` sets more."""
+    most one per core, while the several-process build is expected to fit in half of this machine's
+    memory; beyond that one process, whose memory grows 3.6x slower, so a larger build still fits.
+    ``None`` (object-store inputs: listed only once the pipeline runs, so their size is unknown here):
+    one; ``--workers`` sets more."""
     cores = cores or default_workers()
     if input_bytes is None:
+        return 1
+    memory_bytes = memory_bytes or psutil.virtual_memory().total
+    if input_bytes * MULTI_PROCESS_RSS_PER_BYTE > memory_bytes // 2:
         return 1
     return max(1, min(cores, input_bytes // LOCAL_BYTES_PER_WORKER))
 

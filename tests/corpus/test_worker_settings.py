@@ -46,11 +46,17 @@ def test_local_shard_tasks_share_the_cores_they_run_beside():
 
 
 def test_local_workers_follow_the_input_size():
-    """One process for a small build (no second interpreter to start); one per 32 MiB up to the cores."""
-    assert auto_local_workers(1 << 20, cores=8) == 1
-    assert auto_local_workers(40 << 20, cores=8) == 1
-    assert auto_local_workers(70 << 20, cores=8) == 2
-    assert auto_local_workers(10 << 30, cores=8) == 8
+    """One process for a small build (no second interpreter to start); one per 32 MiB up to the cores,
+    while several processes fit in half the memory."""
+    big = 1 << 40
+    assert auto_local_workers(1 << 20, cores=8, memory_bytes=big) == 1
+    assert auto_local_workers(40 << 20, cores=8, memory_bytes=big) == 1
+    assert auto_local_workers(70 << 20, cores=8, memory_bytes=big) == 2
+    assert auto_local_workers(10 << 30, cores=8, memory_bytes=big) == 8
+    # Several processes grow ~3.6x faster with the input: a build they would not fit in half the
+    # machine's memory runs in one process.
+    assert auto_local_workers(1 << 30, cores=8, memory_bytes=24 << 30) == 8
+    assert auto_local_workers(3 << 30, cores=8, memory_bytes=24 << 30) == 1
     assert auto_local_workers(None, cores=4) == 1  # object-store inputs: size unknown at launch
     assert QualityConfig().judges_text() and QualityConfig(decontaminate=None).judges_text()
     assert not QualityConfig.off().judges_text()  # tokenization only: its threads use the cores
