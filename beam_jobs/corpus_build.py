@@ -363,7 +363,7 @@ def run_build(settings: BuildSettings) -> dict:
         raise FileNotFoundError(f"no readable {settings.domain} input files under {', '.join(settings.inputs)}")
     tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts
     total_bytes = sum(f.size for f in files)
-    if settings.workers is None:  # tokenization alone already uses every core through its threads
+    if settings.workers is None:  # without per-document stages the work is tokenization, whose threads use the cores
         workers = auto_local_workers(None if remote_inputs else total_bytes) if settings.quality.judges_text() else 1
         settings = replace(settings, workers=workers)
         options = pipeline_options(settings.runner, settings.workers, settings.remote_settings, settings.runner_mode)

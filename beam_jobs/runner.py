@@ -57,10 +57,24 @@ def auto_local_workers(input_bytes: int | None, cores: int | None = None, memory
     cores = cores or default_workers()
     if input_bytes is None:
         return 1
-    memory_bytes = memory_bytes or psutil.virtual_memory().total
+    memory_bytes = memory_bytes or machine_memory_bytes()
     if input_bytes * MULTI_PROCESS_RSS_PER_BYTE > memory_bytes // 2:
         return 1
     return max(1, min(cores, input_bytes // LOCAL_BYTES_PER_WORKER))
+
+
+def machine_memory_bytes() -> int:
+    """This machine's memory, or the container's limit when lower (psutil reports the host's)."""
+    total = psutil.virtual_memory().total
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(limit_file) as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
 
 
 def local_running_mode(workers: int, mode: str = "auto") -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from beam_jobs.quality import QualityConfig
-from beam_jobs.runner import auto_local_workers, default_workers
+from beam_jobs.runner import auto_local_workers, default_workers, machine_memory_bytes
 from beam_jobs.shard_writing import ShardLayout, _WriteShardFn, tokenizer_threads
 from specialize.cli import app
 from specialize.tokenization import TokenizerSpec
@@ -57,6 +58,7 @@ def test_local_workers_follow_the_input_size():
     # machine's memory runs in one process.
     assert auto_local_workers(1 << 30, cores=8, memory_bytes=24 << 30) == 8
     assert auto_local_workers(3 << 30, cores=8, memory_bytes=24 << 30) == 1
+    assert 0 < machine_memory_bytes() <= psutil.virtual_memory().total
     assert auto_local_workers(None, cores=4) == 1  # object-store inputs: size unknown at launch
     assert QualityConfig().judges_text() and QualityConfig(decontaminate=None).judges_text()
     assert not QualityConfig.off().judges_text()  # tokenization only: its threads use the cores
