@@ -45,6 +45,7 @@ from specialize.corpus.profile import DomainProfile, load_profile
 from specialize.corpus.repos import DEFAULT_REPO_MAX_BYTES
 from specialize.corpus.sources import (
     InputFile,
+    ReadPart,
     StrictModeError,
     classify_file,
     discover_inputs,
@@ -52,6 +53,7 @@ from specialize.corpus.sources import (
     literal_prefix,
     match_pattern,
     remote_input_pattern,
+    split_into_parts,
     strict_error,
 )
 from specialize.tokenization import TokenizerSpec
@@ -88,6 +90,8 @@ class BuildSettings:
 
 
 SIZES = "sizes"
+#: With several local workers, plain JSONL files larger than this are read in parts of about this size.
+FIRST_READ_PART_BYTES = 32 << 20
 
 
 def _routed(result, strict: bool):
@@ -149,8 +153,13 @@ class _ReadFn(beam.DoFn):
     def __init__(self, profile: DomainProfile, domain: str, strict: bool):
         self._profile, self._domain, self._strict = profile, domain, strict
 
-    def process(self, item: InputFile):
+    def process(self, item: InputFile | ReadPart):
         meter = [0]
+        if isinstance(item, ReadPart):  # a run of lines of a large plain JSONL file: its bytes are its text
+            for result in read_planned(item.file, self._profile, self._domain, item.records, meter, offset=item.offset):
+                yield _routed(result, self._strict)
+            yield beam.pvalue.TaggedOutput(SIZES, item.size)
+            return
         for result in read_planned(item, self._profile, self._domain, meter=meter):
             yield _routed(result, self._strict)
         yield beam.pvalue.TaggedOutput(SIZES, sharding_bytes(item, meter[0]))
@@ -213,9 +222,14 @@ def build_pipeline(
         files_pc = (files_pc, matched) | "AllFiles" >> beam.Flatten()
         rejected.append(matched_rejections)
 
-    # First read: every stage judges; what leaves it is keys (no text) and rejections.
+    # First read: every stage judges; what leaves it is keys (no text) and rejections. With several
+    # local workers a large plain JSONL file is read in parts, so no worker judges a whole dump alone
+    # (a distributed runner spreads the records instead, below).
+    to_read = files_pc
+    if settings.runner.lower() in LOCAL_RUNNERS and (settings.workers or 1) > 1:
+        to_read = files_pc | "SplitLargeFiles" >> beam.FlatMap(split_into_parts, FIRST_READ_PART_BYTES)
     documents, read_rejected, sizes = (
-        files_pc
+        to_read
         | "Spread" >> beam.Reshuffle()
         | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
     )

@@ -11,8 +11,10 @@ how datatrove writes too (a task per group of input files, the dedup's ids appli
 
 A shard is a group of whole files, chosen by a stable hash of the file's path. A record file (JSONL,
 Parquet) holding more than ``piece_bytes`` of kept text is cut into pieces of consecutive records,
-each on the next shard, so one large dump still spreads over the shards; each piece reads the file
-up to its last record (lines before its first are skipped unparsed).
+each on the next shard, so one large dump still spreads over the shards. A piece of a plain JSONL file
+starts reading at its first record's byte offset (which the first read noted) and stops after its
+last, a Parquet piece reads only its row groups: every byte of a dump is read once more in all, not
+once per piece. A compressed JSONL piece still decompresses the file from its start (no seeking).
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ def stable_hash(text: str) -> int:
 
 
 def read_planned(item: InputFile, profile: DomainProfile, domain: str, records: tuple[int, int] | None = None,
-                 meter: list[int] | None = None):
+                 meter: list[int] | None = None, offset: int | None = None):
     """The documents (and rejections) of one input file, both reads: a corpus file, or a file of
     rendered documents (instruction documents written at launch, one JSON object per line)."""
     if item.kind != DOCUMENTS_KIND:
-        yield from read_input_file(item, profile, domain, meter=meter, records=records)
+        yield from read_input_file(item, profile, domain, meter=meter, records=records, offset=offset)
         return
     first, last = records or (1, math.inf)
     for number, line in enumerate(outputs.read_bytes(item.path).decode("utf-8").splitlines(), start=1):
@@ -136,6 +138,7 @@ class Piece:
     records: tuple[int, int] | None
     entries: list  # (DocumentKey, Rejection | None), in record order
     repository: str | None = None  # --repo-level: the repository these files belong to
+    offset: int | None = None  # byte offset of record ``first`` in a plain JSONL file: reading starts there
 
 
 #: Key prefix of documents that belong to no repository (records without a repo field, instruction documents):
@@ -185,7 +188,7 @@ def _pieces(item, layout: ShardLayout, repo_inputs: tuple[str, ...] | None):
         return
     for index, members in enumerate(_cut(entries, layout.piece_bytes)):
         records = (members[0][0].record, members[-1][0].record)
-        yield (start + index) % layout.num_shards, Piece(file, records, members)
+        yield (start + index) % layout.num_shards, Piece(file, records, members, offset=members[0][0].offset)
 
 
 def _cut(entries: list, piece_bytes: int) -> list[list]:
@@ -344,7 +347,7 @@ class _WriteShardFn(beam.DoFn):
             for piece in group:
                 for key, rejection in piece.entries:
                     planned.setdefault(key.origin, []).append((piece.repository, key, rejection))
-            for document in read_planned(first.file, self._profile, self._domain, first.records):
+            for document in read_planned(first.file, self._profile, self._domain, first.records, offset=first.offset):
                 if isinstance(document, Rejection):  # counted by the first read
                     continue
                 for repository, key, rejection in planned.pop(document.source, ()):

@@ -54,8 +54,12 @@ def main() -> None:
     parser.add_argument("--runner-mode", default="auto", help="auto | in_memory | multi_threading | multi_processing")
     parser.add_argument("--threads", type=int, default=4, help="bundle threads with --runner-mode multi_threading")
     parser.add_argument("--stage-shares", action="store_true", help="each quality stage's share of the default build")
+    parser.add_argument("--one-dump", action="store_true",
+                        help="build from one JSONL file holding every input document (a dataset dump) instead of the trees")
     args = parser.parse_args()
     args.input = args.input or [str(stdlib_source_dir())]
+    if args.one_dump:
+        args.input = [write_one_dump(args.input)]
     if args.runner_mode == "multi_threading":
         compare_threaded(args)
         return
@@ -96,6 +100,22 @@ def main() -> None:
     print("target (issue 2): the read -> tokenize -> shards pipeline >= 50% of raw tiktoken throughput")
 
 #: QualityConfig switches of each stage the default code build runs, in build order.
+def write_one_dump(inputs: list[str]) -> str:
+    """The inputs' documents as records of one JSONL file (``content`` and ``path``, as The Stack's
+    dumps): how datasets usually arrive, and the case where one file must be read by every worker."""
+    import json
+
+    profile = load_profile("code")
+    files, _, _ = discover_inputs(inputs, profile)
+    directory = tempfile.mkdtemp(prefix="one-dump-")
+    with open(Path(directory) / "dump.jsonl", "w", encoding="utf-8") as out:
+        for f in files:
+            for document in read_input_file(f, profile, "code"):
+                if isinstance(document, Document):
+                    out.write(json.dumps({"content": document.text, "path": document.source}, ensure_ascii=False) + "\n")
+    return directory
+
+
 def stage_cpu_seconds(inputs: list[str], tokenizer: str | None) -> dict[str, float]:
     """CPU seconds of each stage's own work on the documents the default build judges, in one process
     (no Beam): what the stage costs wherever it runs, without the runner's overhead around it."""

@@ -22,6 +22,7 @@ class Document:
     meta: dict = field(default_factory=dict)  # stage annotations, e.g. quality score
     file: str = ""  # the input file it was read from: the build reads it again to write the kept text
     record: int = 0  # its line (JSONL) or row (Parquet) in that file; 0 for a whole-file document
+    offset: int | None = None  # byte offset of its line in a plain (uncompressed) JSONL file: the second read seeks there
 
     @property
     def num_bytes(self) -> int:
@@ -33,7 +34,7 @@ class Document:
 
     def key(self) -> "DocumentKey":
         return DocumentKey(self.source, self.source, self.file, self.record, self.domain, self.language,
-                           self.input_name, self.num_bytes, dict(self.meta))
+                           self.input_name, self.num_bytes, dict(self.meta), self.offset)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class DocumentKey:
     input_name: str
     num_bytes: int
     meta: dict = field(default_factory=dict)  # small annotations only (quality score, language score, repo)
+    offset: int | None = None  # where ``record`` starts in ``file`` when the file can be seeked (plain JSONL)
 
 
 @dataclass(frozen=True)

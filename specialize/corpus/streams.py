@@ -67,10 +67,11 @@ def _decompressor(compression: str):
 _ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
 
 
-def decompressed_chunks(handle: BinaryIO, compression: str | None, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The file's bytes after decompression, chunk by chunk; concatenated members (``cat a.gz b.gz``)
-    are read through. Raises ``BrokenStream`` after the last good chunk when the stream is corrupt or
-    ends early."""
+def decompressed_chunks(handle: BinaryIO, compression: str | None, chunk_bytes: int | None = None) -> Iterator[bytes]:
+    """The file's bytes after decompression, chunk by chunk (``CHUNK_BYTES`` read at a time by
+    default); concatenated members (``cat a.gz b.gz``) are read through. Raises ``BrokenStream`` after
+    the last good chunk when the stream is corrupt or ends early."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     if compression is None:
         while chunk := handle.read(chunk_bytes):
             yield chunk
