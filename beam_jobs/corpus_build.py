@@ -55,6 +55,7 @@ from specialize.corpus.sources import (
     remote_input_pattern,
     split_into_parts,
     strict_error,
+    warn_unreadable,
 )
 from specialize.tokenization import TokenizerSpec
 
@@ -90,7 +91,7 @@ class BuildSettings:
 
 
 SIZES = "sizes"
-#: With several local workers, plain JSONL files larger than this are read in parts of about this size.
+#: With several local workers, plain JSONL and Parquet files larger than this are read in parts of about this size.
 FIRST_READ_PART_BYTES = 32 << 20
 
 
@@ -155,12 +156,14 @@ class _ReadFn(beam.DoFn):
 
     def process(self, item: InputFile | ReadPart):
         meter = [0]
-        if isinstance(item, ReadPart):  # a run of lines of a large plain JSONL file: its bytes are its text
+        if isinstance(item, ReadPart):  # records of a large JSONL or Parquet file
             for result in read_planned(item.file, self._profile, self._domain, item.records, meter, offset=item.offset):
+                warn_unreadable(item.file, result)
                 yield _routed(result, self._strict)
-            yield beam.pvalue.TaggedOutput(SIZES, item.size)
+            yield beam.pvalue.TaggedOutput(SIZES, item.size if item.size is not None else meter[0])
             return
         for result in read_planned(item, self._profile, self._domain, meter=meter):
+            warn_unreadable(item, result)
             yield _routed(result, self._strict)
         yield beam.pvalue.TaggedOutput(SIZES, sharding_bytes(item, meter[0]))
 

@@ -203,10 +203,15 @@ def read_input_file(item: InputFile, profile: DomainProfile, domain: str, meter:
 
 
 def _unreadable(item: InputFile, source: str, detail: str) -> Rejection:
-    """Loud: a dataset file that cannot be read loses many records (``--strict`` makes it an error)."""
-    if item.kind != "source":
-        logger.warning("corpus input %s is unreadable: %s", source, detail)
+    """A dataset file that cannot be read loses many records (``--strict`` makes it an error); the
+    build's first read warns about it (``warn_unreadable``), the second, which reads it again, does not."""
     return Rejection(READ_STAGE, "unreadable", source, item.size, detail)
+
+
+def warn_unreadable(item: InputFile, result: Document | Rejection) -> None:
+    """Loud: log an unreadable dataset file (JSONL, Parquet) once, where it is first read."""
+    if isinstance(result, Rejection) and result.reason == "unreadable" and item.kind != "source":
+        logger.warning("corpus input %s is unreadable: %s", result.source, result.detail)
 
 
 def _source_document(item: InputFile, data: bytes, profile: DomainProfile, domain: str) -> Iterator[Document | Rejection]:
@@ -377,14 +382,16 @@ def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str,
 
 @dataclass(frozen=True)
 class ReadPart:
-    """A run of whole lines of a plain JSONL file, read by one call of the build's first read: lines
-    ``first..last`` (``last`` None: to the end), starting at byte ``offset``, ``size`` bytes long."""
+    """A run of records of a large record file, read by one call of the build's first read: lines
+    ``first..last`` of a plain JSONL file (``last`` None: to the end) starting at byte ``offset``, or
+    rows ``first..last`` of a Parquet file (whole row groups). ``size``: the part's bytes, which count
+    for the shard count (None for Parquet: its record text, measured while reading, counts)."""
 
     file: InputFile
     first: int
     last: int | None
-    offset: int
-    size: int
+    offset: int | None
+    size: int | None
 
     @property
     def records(self) -> tuple[int, int | None]:
@@ -392,14 +399,20 @@ class ReadPart:
 
 
 def split_into_parts(item: InputFile, part_bytes: int) -> list[InputFile | ReadPart]:
-    """A plain JSONL file larger than ``part_bytes`` -> runs of whole lines of about ``part_bytes``
-    each, found by one pass that only counts newlines (no parsing); any other file as it is.
+    """A plain JSONL or Parquet file larger than ``part_bytes`` -> runs of records of about
+    ``part_bytes`` each; any other file as it is.
 
     Why: the first read takes a file in one call, so a single large dump is judged by one worker while
-    the others wait. Parts keep every record's line number (its id), so a build's documents and shards
-    are the same either way. Compressed files cannot start mid-stream and stay whole.
+    the others wait. Parts keep every record's number (its id), so a build's documents and shards are
+    the same either way. A JSONL file is cut at line ends found by one pass that only counts newlines
+    (no parsing); a Parquet file at row-group boundaries, from its footer (sized by the groups'
+    uncompressed bytes). Compressed JSONL cannot start mid-stream and stays whole.
     """
-    if item.kind != "jsonl" or item.compression is not None or item.size <= part_bytes:
+    if item.size <= part_bytes or item.compression is not None:
+        return [item]
+    if item.kind == "parquet":
+        return _parquet_parts(item, part_bytes)
+    if item.kind != "jsonl":
         return [item]
     starts = [(1, 0)]  # (line number, byte offset) where each part starts
     newlines = position = 0
@@ -424,4 +437,26 @@ def split_into_parts(item: InputFile, part_bytes: int) -> list[InputFile | ReadP
         following = starts[index + 1] if index + 1 < len(starts) else None
         last, end = (following[0] - 1, following[1]) if following else (None, position)
         parts.append(ReadPart(item, first, last, offset, end - offset))
+    return parts
+
+
+def _parquet_parts(item: InputFile, part_bytes: int) -> list[InputFile | ReadPart]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with open_binary(item.path) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+    except (pa.ArrowException, OSError):
+        return [item]  # the read reports it
+    parts, first, row, size = [], 0, 0, 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        row, size = row + group.num_rows, size + group.total_byte_size
+        if size >= part_bytes and index < metadata.num_row_groups - 1:
+            parts.append(ReadPart(item, first, row - 1, None, None))
+            first, size = row, 0
+    if not parts:
+        return [item]
+    parts.append(ReadPart(item, first, row - 1, None, None))
     return parts

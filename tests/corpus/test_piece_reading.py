@@ -148,6 +148,22 @@ def test_a_large_plain_jsonl_file_splits_into_runs_of_whole_lines(tmp_path):
     assert split_into_parts(_item(tmp_path / "d.jsonl.gz"), 1000) == [_item(tmp_path / "d.jsonl.gz")]
 
 
+def test_a_large_parquet_file_splits_at_row_groups(tmp_path):
+    from specialize.corpus.sources import ReadPart, split_into_parts
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"content": [f"def p_{i}(x):\n    return x * {i}\n" * 3 for i in range(600)]}), path,
+                   row_group_size=20, compression="none")
+    profile = load_profile("code")
+    parts = split_into_parts(_item(path, "parquet"), 30_000)
+    assert len(parts) >= 3 and all(isinstance(p, ReadPart) and p.size is None for p in parts)
+    assert parts[0].first == 0 and parts[-1].last == 599
+    assert all(after.first == before.last + 1 and after.first % 20 == 0 for before, after in zip(parts, parts[1:]))
+    read = [d.record for p in parts for d in read_input_file(p.file, profile, "code", records=p.records) if isinstance(d, Document)]
+    assert read == list(range(600))
+    assert split_into_parts(_item(path, "parquet"), 10 << 20) == [_item(path, "parquet")]
+
+
 def test_a_build_reading_a_dump_in_parts_writes_the_same_shards(tmp_path, monkeypatch):
     """Several local workers read one dump in parts (multi-threaded bundles here, so the test sees
     every call): the manifest, shards and removals equal the single-worker build's."""
@@ -157,6 +173,8 @@ def test_a_build_reading_a_dump_in_parts_writes_the_same_shards(tmp_path, monkey
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "dump.jsonl").write_text(_jsonl(3000) + _jsonl(50), newline="")  # 50 exact copies
     (tmp_path / "in" / "small.py").write_text("def g(y):\n    return y - 1\n" * 5)
+    pq.write_table(pa.table({"content": [f"SELECT {i}, {i * 7} FROM t_{i % 13};\n" * 4 for i in range(900)]}),
+                   tmp_path / "in" / "rows.parquet", row_group_size=50, compression="none")
 
     def build(name: str, **mode) -> dict:
         return run_build(BuildSettings(domain="code", inputs=[str(tmp_path / "in")], output=str(tmp_path / name),
@@ -173,7 +191,22 @@ def test_a_build_reading_a_dump_in_parts_writes_the_same_shards(tmp_path, monkey
 
     monkeypatch.setattr(corpus_build._ReadFn, "process", recording)
     parted = build("parted", workers=2, runner_mode="multi_threading")
-    assert sum(isinstance(p, ReadPart) for p in read_parts) >= 10
+    assert sum(isinstance(p, ReadPart) and p.file.kind == "jsonl" for p in read_parts) >= 10
+    assert sum(isinstance(p, ReadPart) and p.file.kind == "parquet" for p in read_parts) >= 2
     assert [s["sha256"] for s in parted["shards"]] == [s["sha256"] for s in single["shards"]]
     assert parted["removed"] == single["removed"] and parted["totals"] == single["totals"]
     assert parted["stages"]["sharding"] == single["stages"]["sharding"]
+
+
+def test_a_broken_dump_is_reported_once_though_read_twice(tmp_path, caplog):
+    """A truncated .jsonl.gz keeps its records before the break; the second read (which writes them)
+    meets the break again and stays quiet: one warning, one rejection."""
+    (tmp_path / "in").mkdir()
+    packed = gzip.compress(_jsonl(400).encode())
+    (tmp_path / "in" / "cut.jsonl.gz").write_bytes(packed[: len(packed) * 2 // 3])
+    with caplog.at_level("WARNING"):
+        manifest = run_build(BuildSettings(domain="code", inputs=[str(tmp_path / "in")], output=str(tmp_path / "out"),
+                                           quality=QualityConfig.off(), workers=1))
+    assert manifest["totals"]["documents"] > 100
+    assert manifest["removed"]["read"]["unreadable"]["documents"] == 1
+    assert len([r for r in caplog.records if "is unreadable" in r.getMessage()]) == 1
