@@ -168,6 +168,16 @@ class _ReadFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(SIZES, sharding_bytes(item, meter[0]))
 
 
+#: Text per byte on disk assumed for a compressed file or Parquet (code and prose compress 3-6x) when
+#: choosing local workers, before anything is read.
+COMPRESSED_TEXT_RATIO = 5
+
+
+def estimated_text_bytes(files: list[InputFile]) -> int:
+    """The text the launcher expects the files to hold: sizes on disk, compressed ones scaled up."""
+    return sum(f.size * (COMPRESSED_TEXT_RATIO if f.compression or f.kind == "parquet" else 1) for f in files)
+
+
 def sharding_bytes(item: InputFile, measured: int) -> int:
     """The bytes a file counts for the shard count: its size when that is its text (a plain source or
     JSONL file: exactly what the launcher counted before), else what reading it measured (a compressed
@@ -226,8 +236,8 @@ def build_pipeline(
         rejected.append(matched_rejections)
 
     # First read: every stage judges; what leaves it is keys (no text) and rejections. With several
-    # local workers a large plain JSONL file is read in parts, so no worker judges a whole dump alone
-    # (a distributed runner spreads the records instead, below).
+    # local workers a large plain JSONL or Parquet file is read in parts, so no worker judges a whole
+    # dump alone (a distributed runner spreads the records instead, below).
     to_read = files_pc
     if settings.runner.lower() in LOCAL_RUNNERS and (settings.workers or 1) > 1:
         to_read = files_pc | "SplitLargeFiles" >> beam.FlatMap(split_into_parts, FIRST_READ_PART_BYTES)
@@ -381,7 +391,7 @@ def run_build(settings: BuildSettings) -> dict:
     tokenizer = TokenizerSpec(settings.tokenizer).load()  # fail fast on a bad tokenizer, before Beam starts
     total_bytes = sum(f.size for f in files)
     if settings.workers is None:  # without per-document stages the work is tokenization, whose threads use the cores
-        workers = auto_local_workers(None if remote_inputs else total_bytes) if settings.quality.judges_text() else 1
+        workers = auto_local_workers(None if remote_inputs else estimated_text_bytes(files)) if settings.quality.judges_text() else 1
         settings = replace(settings, workers=workers)
         options = pipeline_options(settings.runner, settings.workers, settings.remote_settings, settings.runner_mode)
     instructions = ((), ())

@@ -44,7 +44,7 @@ def build(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="qwen.tiktoken file or checkpoint directory. Default: embedded tiny-bbpe."),
     seq_length: int = typer.Option(2048, "--seq-length", help="Training sequence length (recorded; samples counted for it)."),
     runner: str = typer.Option("direct", "--runner", help="direct (FnApiRunner, local) | dataflow | flink | spark."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Local SDK worker processes (or bundle threads with --runner-mode multi_threading). Default: one per 32 MiB of input, at most one per core (one with --no-quality); tokenization uses all cores either way (threads)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local SDK worker processes (or bundle threads with --runner-mode multi_threading). Default: one per 32 MiB of input text, at most one per core, while they fit in half the memory (one with --no-quality); tokenization uses all cores either way (threads)."),
     runner_mode: str = typer.Option("auto", "--runner-mode", help="Local runner: auto (processes when --workers > 1) | in_memory | multi_threading (bundles on threads, as on Dataflow) | multi_processing."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="Number of shards (default: ~256 MB of text each)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Domain profile YAML replacing the built-in one."),

@@ -163,14 +163,14 @@ def _list_files(given: str, profile: DomainProfile, pruned: dict[str, list[str]]
 
 
 def read_input_file(item: InputFile, profile: DomainProfile, domain: str, meter: list[int] | None = None,
-                    records: tuple[int, int] | None = None, offset: int | None = None) -> Iterator[Document | Rejection]:
+                    records: tuple[int, int | None] | None = None, offset: int | None = None) -> Iterator[Document | Rejection]:
     """Documents of one file, or the rejections explaining what was skipped and why.
 
     Record files (JSONL, Parquet) are streamed, one record at a time; a source file is one document,
     read up to ``max_file_bytes`` (after decompression). ``meter[0]`` is increased by the bytes read
     after decompression (Parquet: the text of its records), which the build sizes shards by.
     ``records=(first, last)``: only the records numbered ``first..last`` (JSONL lines from 1, Parquet
-    rows from 0); reading stops after ``last``. ``offset``: the byte offset of line ``first`` in a plain
+    rows from 0; ``last`` None: to the end); reading stops after ``last``. ``offset``: the byte offset of line ``first`` in a plain
     JSONL file, which the first read noted on each document; reading starts there, so the piece of a
     dump written by each shard does not read the dump from its start (which made writing a dump cut into
     k pieces read it k/2 times over). Without it (a compressed file cannot seek), lines before ``first``
@@ -289,7 +289,7 @@ def _start_at(handle, item: InputFile, records: tuple[int, int] | None, offset: 
         return None
     try:
         handle.seek(offset)
-    except (OSError, AttributeError, ValueError):
+    except (OSError, AttributeError, ValueError, NotImplementedError):
         return None
     return records[0], offset
 
@@ -356,7 +356,8 @@ def _parquet_documents(item: InputFile, profile: DomainProfile, domain: str,
         if parquet.metadata.num_rows == 0:
             yield Rejection(READ_STAGE, "empty", item.path, item.size, "file has no rows")
             return
-        first, last = records or (0, parquet.metadata.num_rows - 1)
+        first, last = records or (0, None)
+        last = parquet.metadata.num_rows - 1 if last is None else last
         groups, row, group_start = [], 0, 0  # only the row groups that hold rows first..last are read
         for index in range(parquet.metadata.num_row_groups):
             group_rows = parquet.metadata.row_group(index).num_rows

@@ -65,6 +65,15 @@ def test_local_workers_follow_the_input_size():
     assert not replace(QualityConfig.off(), exact_dedup=True).judges_text()
 
 
+def test_compressed_inputs_count_as_the_text_they_hold():
+    from beam_jobs.corpus_build import estimated_text_bytes
+    from specialize.corpus.sources import InputFile
+
+    files = [InputFile("a.py", 1000, "source", "i"), InputFile("b.jsonl.gz", 1000, "jsonl", "i", compression="gzip"),
+             InputFile("c.parquet", 1000, "parquet", "i")]
+    assert estimated_text_bytes(files) == 1000 + 5000 + 5000
+
+
 def test_a_build_records_the_workers_it_chose(tmp_path):
     """An auto build of a small tree runs in one process and says so in its manifest."""
     from beam_jobs.corpus_build import BuildSettings, run_build
