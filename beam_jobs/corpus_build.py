@@ -91,8 +91,16 @@ class BuildSettings:
 
 
 SIZES = "sizes"
-#: With several local workers, plain JSONL and Parquet files larger than this are read in parts of about this size.
+#: With several local workers, plain JSONL and Parquet files larger than this are read in parts of about
+#: this size at least (``first_read_part_bytes``).
 FIRST_READ_PART_BYTES = 32 << 20
+
+
+def first_read_part_bytes(files: list[InputFile], workers: int) -> int:
+    """Parts only as fine as balancing ``workers`` needs (about four per worker over the input): a
+    corpus of many large files is already spread by its files and skips the newline-counting pass
+    that splitting costs; one dump is cut into parts for every worker."""
+    return max(FIRST_READ_PART_BYTES, sum(f.size for f in files) // (4 * workers))
 
 
 def _routed(result, strict: bool):
@@ -240,7 +248,7 @@ def build_pipeline(
     # dump alone (a distributed runner spreads the records instead, below).
     to_read = files_pc
     if settings.runner.lower() in LOCAL_RUNNERS and (settings.workers or 1) > 1:
-        to_read = files_pc | "SplitLargeFiles" >> beam.FlatMap(split_into_parts, FIRST_READ_PART_BYTES)
+        to_read = files_pc | "SplitLargeFiles" >> beam.FlatMap(split_into_parts, first_read_part_bytes(files, settings.workers))
     documents, read_rejected, sizes = (
         to_read
         | "Spread" >> beam.Reshuffle()

@@ -164,6 +164,16 @@ def test_a_large_parquet_file_splits_at_row_groups(tmp_path):
     assert split_into_parts(_item(path, "parquet"), 10 << 20) == [_item(path, "parquet")]
 
 
+def test_parts_are_as_fine_as_the_workers_need():
+    from beam_jobs.corpus_build import FIRST_READ_PART_BYTES, first_read_part_bytes
+
+    one_dump = [InputFile("d.jsonl", 4 << 30, "jsonl", "i")]
+    many = [InputFile(f"d{i}.jsonl", 1 << 30, "jsonl", "i") for i in range(100)]
+    assert first_read_part_bytes(one_dump, 2) == (4 << 30) // 8  # eight parts: four per worker
+    assert first_read_part_bytes(many, 2) > 1 << 30  # files already spread the work: none is split
+    assert first_read_part_bytes([InputFile("s.jsonl", 1 << 20, "jsonl", "i")], 2) == FIRST_READ_PART_BYTES
+
+
 def test_a_build_reading_a_dump_in_parts_writes_the_same_shards(tmp_path, monkeypatch):
     """Several local workers read one dump in parts (multi-threaded bundles here, so the test sees
     every call): the manifest, shards and removals equal the single-worker build's."""
@@ -191,7 +201,7 @@ def test_a_build_reading_a_dump_in_parts_writes_the_same_shards(tmp_path, monkey
 
     monkeypatch.setattr(corpus_build._ReadFn, "process", recording)
     parted = build("parted", workers=2, runner_mode="multi_threading")
-    assert sum(isinstance(p, ReadPart) and p.file.kind == "jsonl" for p in read_parts) >= 10
+    assert sum(isinstance(p, ReadPart) and p.file.kind == "jsonl" for p in read_parts) >= 5
     assert sum(isinstance(p, ReadPart) and p.file.kind == "parquet" for p in read_parts) >= 2
     assert [s["sha256"] for s in parted["shards"]] == [s["sha256"] for s in single["shards"]]
     assert parted["removed"] == single["removed"] and parted["totals"] == single["totals"]
