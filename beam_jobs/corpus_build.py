@@ -164,16 +164,13 @@ class _ReadFn(beam.DoFn):
 
     def process(self, item: InputFile | ReadPart):
         meter = [0]
-        if isinstance(item, ReadPart):  # records of a large JSONL or Parquet file
-            for result in read_planned(item.file, self._profile, self._domain, item.records, meter, offset=item.offset):
-                warn_unreadable(item.file, result)
-                yield _routed(result, self._strict)
-            yield beam.pvalue.TaggedOutput(SIZES, item.size if item.size is not None else meter[0])
-            return
-        for result in read_planned(item, self._profile, self._domain, meter=meter):
-            warn_unreadable(item, result)
+        part = item if isinstance(item, ReadPart) else None  # records of a large JSONL or Parquet file
+        file, records, offset = (part.file, part.records, part.offset) if part else (item, None, None)
+        for result in read_planned(file, self._profile, self._domain, records, meter, offset=offset):
+            warn_unreadable(file, result)
             yield _routed(result, self._strict)
-        yield beam.pvalue.TaggedOutput(SIZES, sharding_bytes(item, meter[0]))
+        size = (part.size if part.size is not None else meter[0]) if part else sharding_bytes(file, meter[0])
+        yield beam.pvalue.TaggedOutput(SIZES, size)
 
 
 #: Text per byte on disk assumed for a compressed file or Parquet (code and prose compress 3-6x) when
