@@ -27,17 +27,101 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import apache_beam as beam
+import numpy as np
 
 from beam_jobs.corpus_wide import CorpusWideStage, keyed_rejection
 from beam_jobs.stage_stats import WriteStageStats
 from beam_jobs.stages import KEPT, REJECTED
 from specialize.corpus.document import Document
-from specialize.dedup.components import components_union_find, large_star, orient, small_star, star_violation
+from specialize.dedup.components import large_star, orient, small_star, star_violation
 from specialize.dedup.exact import exact_key
 from specialize.dedup.minhash import MinHashConfig, MinHasher, bottom_k_sketch, sketch_jaccard
+from specialize.dedup.packed import band_hashes, exact_duplicates, near_duplicates, pack, ragged
 
 EXACT_STAGE = "exact_dedup"
 NEAR_STAGE = "near_dedup"
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed signals (local runners)
+
+
+#: Documents per packed signal blob: a few MB, so a bundle of a whole corpus is still many elements.
+PACKED_BATCH_DOCUMENTS = 4096
+
+
+class _PackingFn(beam.DoFn):
+    """Documents -> blobs of their signals (``specialize/dedup/packed.py``), one per
+    ``PACKED_BATCH_DOCUMENTS`` and at the end of each bundle. A local runner then holds a few large
+    byte strings where it held several Python objects per document."""
+
+    def start_bundle(self):
+        self._sources, self._rows = [], []
+
+    def signal(self, document: Document):
+        """The document's signal row, or None when it has none (never a duplicate)."""
+        raise NotImplementedError
+
+    def pack(self, sources: list[str], rows: list) -> bytes:
+        raise NotImplementedError
+
+    def process(self, document: Document):
+        row = self.signal(document)
+        if row is None:
+            return
+        self._sources.append(document.source)
+        self._rows.append(row)
+        if len(self._sources) >= PACKED_BATCH_DOCUMENTS:
+            yield self._flush()
+
+    def finish_bundle(self):
+        if self._sources:
+            yield beam.transforms.window.GlobalWindows.windowed_value(self._flush())
+
+    def _flush(self) -> bytes:
+        blob = self.pack(self._sources, self._rows)
+        self._sources, self._rows = [], []
+        return blob
+
+
+class _ExactPackingFn(_PackingFn):
+    def signal(self, document: Document):
+        return exact_key(document.text)
+
+    def pack(self, sources, rows):
+        return pack(sources, hash=np.frombuffer(b"".join(rows), dtype="<u8").reshape(-1, 2).astype(np.uint64))
+
+
+class _NearPackingFn(_PackingFn):
+    def __init__(self, config: MinHashConfig, with_sketches: bool):
+        self._config, self._with_sketches = config, with_sketches
+        self._hasher = None
+
+    def setup(self):
+        self._hasher = MinHasher(self._config)
+
+    def signal(self, document: Document):
+        shingles = self._hasher.shingles(document.text)
+        signature = self._hasher.signature_of_shingles(shingles)
+        if signature is None:  # no words at all: nothing to compare, never a near-duplicate
+            return None
+        return signature, bottom_k_sketch(shingles) if self._with_sketches else None
+
+    def pack(self, sources, rows):
+        signatures = np.stack([signature for signature, _ in rows])
+        arrays = {"bands": band_hashes(signatures, self._config.bands, self._config.rows)}
+        if self._with_sketches:
+            arrays["sketch"], arrays["sketch_ends"] = ragged([sketch for _, sketch in rows], np.uint32)
+        return pack(sources, **arrays)
+
+
+def _drop_listed(key, marked: dict, stage: str, reason: str, detail: str):
+    """A key kept unless ``marked`` (a side input: duplicates only) names the survivor it duplicates."""
+    survivor = marked.get(key.source)
+    if survivor is None:
+        yield key
+    else:
+        yield keyed_rejection(key, stage, reason, detail + survivor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,12 +156,28 @@ class ExactDedup(CorpusWideStage):
     """Keys -> (one key per normalised text, rejections ``exact_dedup/exact_duplicate``).
 
     Groups (hash, source id) pairs to find the losers, then joins the keys with them by source.
+    ``in_one_place`` (local runners): the hashes travel packed and the losers are found by one sort on
+    one worker; the keys then meet the losers (duplicates only) as a side input, not in a shuffle.
     """
 
+    def __init__(self, in_one_place: bool = False):
+        super().__init__()
+        self._in_one_place = in_one_place
+
     def measure(self, documents):
+        if self._in_one_place:
+            return documents | "PackedHashes" >> beam.ParDo(_ExactPackingFn())
         return documents | "ExactHashes" >> beam.Map(lambda d: (exact_key(d.text), d.source))
 
     def decide(self, keys, hashes):
+        if self._in_one_place:
+            losers = (hashes
+                      | "AllHashes" >> beam.combiners.ToList()
+                      | "SortHashes" >> beam.FlatMap(exact_duplicates))
+            outputs = keys | "DropDuplicates" >> beam.FlatMap(
+                _drop_listed, beam.pvalue.AsDict(losers), EXACT_STAGE, "exact_duplicate",
+                "same normalised text as ").with_outputs(REJECTED, main=KEPT)
+            return outputs[KEPT], outputs[REJECTED]
         losers = (
             hashes
             | "GroupByHash" >> beam.GroupByKey()
@@ -119,7 +219,7 @@ class NearDedupSettings:
         return cls(minhash, None if threshold is None else float(threshold), int(raw.get("rounds", 8)), components)
 
     def in_one_place(self, local_runner: bool) -> bool:
-        """Whether connected components run as one union-find (``ComponentsInOnePlace``)."""
+        """Whether the search runs on packed signals in one place (``NearDedup``'s ``in_one_place``)."""
         return self.components == "union_find" or (self.components == "auto" and local_runner)
 
 
@@ -237,37 +337,22 @@ class ConnectedComponents(beam.PTransform):
         return checked["leaves"], checked["stats"]
 
 
-def _components_of_all(edges: list):
-    """Every verified edge in one place -> (member, smallest member of its component) and the stats."""
-    roots = components_union_find(edges)
-    members: dict[str, int] = {}
-    for node, root in roots.items():
-        members[root] = members.get(root, 0) + 1
-        if node != root:
-            yield node, root
-    yield beam.pvalue.TaggedOutput("stats", {"clusters": len(members), "clustered_documents": sum(members.values())})
-
-
-class ComponentsInOnePlace(beam.PTransform):
-    """Edges -> (leaf edges, stats) by union-find over all edges on one worker: a local runner holds
-    every shuffle in memory anyway, and this is one step instead of ``2 x rounds`` grouping stages
-    (about a second of runner set-up on a small build). Edges are verified near-duplicate pairs only,
-    not documents. Distributed runners use ``ConnectedComponents``."""
-
-    def expand(self, edges):
-        found = (
-            edges
-            | "AllEdges" >> beam.combiners.ToList()
-            | "UnionFind" >> beam.FlatMap(_components_of_all).with_outputs("stats", main="leaves")
-        )
-        return found["leaves"], found["stats"]
+def _search_in_one_place(batches: list[bytes], verify_threshold: float | None):
+    """Every packed signal blob -> leaf edges (member, its component's smallest source) and the stats."""
+    found = near_duplicates(batches, verify_threshold)
+    yield from found.leaves
+    yield beam.pvalue.TaggedOutput("stats", {
+        "candidate_pairs": found.candidate_pairs, "candidate_pairs_rejected_by_jaccard": found.rejected_by_jaccard,
+        "clusters": found.clusters, "clustered_documents": found.clustered_documents})
 
 
 class NearDedup(CorpusWideStage):
     """Keys -> (one key per near-duplicate cluster, rejections ``near_dedup/near_duplicate``).
 
-    ``in_one_place``: connected components by union-find on one worker (local runners) instead of the
-    Large-Star / Small-Star rounds (distributed runners, where no worker may hold every edge)."""
+    ``in_one_place`` (local runners): the band hashes and sketches travel packed
+    (``specialize/dedup/packed.py``) and one worker finds candidates, verifies them and joins them by
+    union-find; the clustered documents reach the keys as a side input. Otherwise (distributed runners,
+    where no worker may hold every signature) the shuffles below and Large-Star / Small-Star rounds."""
 
     def __init__(self, settings: NearDedupSettings = NearDedupSettings(), stats_dir: str | None = None,
                  in_one_place: bool = False):
@@ -276,12 +361,24 @@ class NearDedup(CorpusWideStage):
 
     def measure(self, documents):
         verify = self._settings.verify_threshold is not None
+        if self._in_one_place:
+            return documents | "PackedSignatures" >> beam.ParDo(_NearPackingFn(self._settings.minhash, verify))
         signed = documents | "Signatures" >> beam.ParDo(_SignatureFn(self._settings.minhash, verify)).with_outputs(
             _SignatureFn.SKETCHES, main="bands")
         return {"bands": signed["bands"], "sketches": signed[_SignatureFn.SKETCHES] if verify else None}
 
     def decide(self, keys, signals):
         settings = self._settings
+        if self._in_one_place:
+            found = (signals
+                     | "AllSignatures" >> beam.combiners.ToList()
+                     | "SearchInOnePlace" >> beam.FlatMap(_search_in_one_place, settings.verify_threshold).with_outputs(
+                         "stats", main="leaves"))
+            outputs = keys | "KeepCentres" >> beam.FlatMap(
+                _drop_listed, beam.pvalue.AsDict(found["leaves"]), NEAR_STAGE, "near_duplicate",
+                "cluster survivor: ").with_outputs(REJECTED, main=KEPT)
+            self._write_stats([found["stats"]])
+            return outputs[KEPT], outputs[REJECTED]
         candidates = (
             signals["bands"]
             | "GroupByBand" >> beam.GroupByKey()
@@ -305,7 +402,7 @@ class NearDedup(CorpusWideStage):
             )
             edges = verified["edges"]
             stats.append(verified["stats"])
-        leaves, cc_stats = edges | "Components" >> (ComponentsInOnePlace() if self._in_one_place else ConnectedComponents(settings.rounds))
+        leaves, cc_stats = edges | "Components" >> ConnectedComponents(settings.rounds)
         stats.append(cc_stats)
         outputs = (
             {"key": keys | "KeyBySource" >> beam.Map(lambda k: (k.source, k)), "centre": leaves}
@@ -313,14 +410,18 @@ class NearDedup(CorpusWideStage):
             | "KeepCentres" >> beam.FlatMap(_drop_marked, "centre", NEAR_STAGE, "near_duplicate",
                                             "cluster survivor: ").with_outputs(REJECTED, main=KEPT)
         )
+        self._write_stats(stats)
+        return outputs[KEPT], outputs[REJECTED]
+
+    def _write_stats(self, stats: list) -> None:
+        settings = self._settings
         if self._stats_dir is not None:
             base = {
                 "ngram": settings.minhash.ngram, "bands": settings.minhash.bands, "rows": settings.minhash.rows,
                 "seed": settings.minhash.seed, "lsh_threshold": round(settings.minhash.threshold(), 4),
                 "verify_threshold": settings.verify_threshold, "rounds": settings.rounds,
-                "components": "union-find, one worker" if self._in_one_place else f"large-star/small-star, {settings.rounds} rounds",
+                "components": "packed signals, union-find on one worker" if self._in_one_place else f"large-star/small-star, {settings.rounds} rounds",
                 "candidate_pairs": 0, "unconverged_nodes": 0, "clusters": 0, "clustered_documents": 0,
             }
             stats | "FlattenStats" >> beam.Flatten() | "Stats" >> WriteStageStats(
                 self._stats_dir, NEAR_STAGE, base, finalize=_mark_converged)
-        return outputs[KEPT], outputs[REJECTED]

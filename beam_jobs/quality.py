@@ -247,7 +247,7 @@ def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name:
         raise ValueError("--min-quality needs --quality-model MODEL (train one with `specialize quality train`)")
     dedup = _section(profile, "dedup", profile_name)
     if config.exact_dedup and dedup.get("exact", True):
-        stages.append(("ExactDedup", ExactDedup()))
+        stages.append(("ExactDedup", ExactDedup(in_one_place=local_runner)))
     if config.near_dedup and dedup.get("near", True):
         raw = {**(dedup.get("near_dedup") or {}), **config.near_dedup_settings}
         try:

@@ -92,5 +92,5 @@ def test_unconverged_near_dedup_is_a_loud_warning_and_a_strict_failure(tmp_path)
     # the local default, union-find on one worker, finds the same components
     local = run_build(BuildSettings(output=str(tmp_path / "local"), **{**settings, "quality": QualityConfig(
         filters=False, secrets=False, decontaminate=[])}))
-    assert local["stages"]["near_dedup"]["components"] == "union-find, one worker"
+    assert local["stages"]["near_dedup"]["components"] == "packed signals, union-find on one worker"
     assert local["totals"] == converged["totals"] and local["removed"] == converged["removed"]

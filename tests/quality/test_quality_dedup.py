@@ -13,6 +13,7 @@ from specialize.corpus.document import Document
 from specialize.dedup.components import components_union_find, large_star, orient, small_star, star_violation
 from specialize.dedup.exact import exact_key
 from specialize.dedup.minhash import MinHashConfig, MinHasher, estimated_jaccard, jaccard, word_hashes
+from specialize.dedup.packed import band_hashes, exact_duplicates, near_duplicates, pack, ragged, unpack
 from tests.quality.beam_helpers import run_stage
 
 
@@ -171,6 +172,82 @@ def test_packed_search_equals_the_star_path_on_random_near_duplicates(tmp_path):
                                  {k: stats[k] for k in ("candidate_pairs", "clusters", "clustered_documents")})
     assert results[True] == results[False]
     assert results[True][2]["clusters"] > 5
+
+
+def test_packed_blobs_round_trip_sources_and_arrays():
+    sources = ["a.py", "dump.jsonl#12", "数学/题.md", ""]
+    values, ends = ragged([np.array([3, 1]), np.array([], dtype=np.uint32), np.array([7]), np.array([9, 9, 9])], np.uint32)
+    batch = unpack(pack(sources, bands=np.arange(8, dtype=np.uint64).reshape(4, 2), sketch=values, sketch_ends=ends))
+    assert batch.sources == sources and len(batch) == 4
+    assert batch.arrays["bands"].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert ends.tolist() == [2, 2, 3, 6] and batch.arrays["sketch"].tolist() == [3, 1, 7, 9, 9, 9]
+    assert unpack(pack([])).sources == []
+
+
+def test_band_hashes_depend_on_every_row_and_on_nothing_else():
+    signatures = np.array([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 5], [2, 1, 3, 4]], dtype=np.uint32)
+    hashes = band_hashes(signatures, bands=2, rows=2)
+    assert hashes.shape == (4, 2) and hashes.dtype == np.uint64
+    assert hashes[0].tolist() == hashes[1].tolist()
+    assert hashes[2, 0] == hashes[0, 0] and hashes[2, 1] != hashes[0, 1]
+    assert hashes[3, 0] != hashes[0, 0]  # rows in another order: another band
+    assert hashes[0, 0] != hashes[0, 1] or signatures[0, :2].tolist() == signatures[0, 2:].tolist()
+
+
+def _exact_blob(pairs):
+    digests = b"".join(exact_key(text) for text, _ in pairs)
+    return pack([s for _, s in pairs], hash=np.frombuffer(digests, dtype="<u8").reshape(-1, 2).astype(np.uint64))
+
+
+def test_exact_search_on_blobs_keeps_the_smallest_source_across_blobs():
+    blobs = [_exact_blob([("x = 1", "b.py"), ("y = 2", "c.py")]), _exact_blob([("x  =  1", "a.py"), ("y = 2", "d.py")]),
+             _exact_blob([("z", "e.py"), ("x = 1", "b.py")])]  # b.py twice (a retried bundle): counted once
+    assert sorted(exact_duplicates(blobs)) == [("b.py", "a.py"), ("d.py", "c.py")]
+    assert list(exact_duplicates([])) == []
+
+
+def test_near_search_on_blobs_links_shared_bands_and_verifies_sketches():
+    def blob(rows):  # rows: (source, band hashes, sketch)
+        values, ends = ragged([np.array(sketch, dtype=np.uint32) for _, _, sketch in rows], np.uint32)
+        return pack([s for s, _, _ in rows], bands=np.array([b for _, b, _ in rows], dtype=np.uint64),
+                     sketch=values, sketch_ends=ends)
+
+    same = [1, 2, 3, 4]
+    blobs = [blob([("c", [10, 20], same), ("a", [11, 20], same)]),
+             blob([("b", [10, 99], same), ("z", [12, 21], [5, 6, 7, 8]), ("y", [12, 22], [5, 6, 7, 9])])]
+    found = near_duplicates(blobs, verify_threshold=0.7)
+    # bands: c-a share band 1, c-b band 0 (centre b: the smaller), z-y band 0; y and z share 3 of 5 shingles
+    assert found.leaves == [("b", "a"), ("c", "a")]
+    assert (found.candidate_pairs, found.rejected_by_jaccard, found.clusters, found.clustered_documents) == (3, 1, 1, 3)
+    trusted = near_duplicates(blobs, verify_threshold=None)
+    assert trusted.leaves == [("b", "a"), ("c", "a"), ("z", "y")] and trusted.clusters == 2
+    assert near_duplicates([], 0.7).leaves == []
+
+
+@pytest.mark.parametrize("batch_documents", [1, 3])
+def test_packed_dedup_stages_equal_the_element_wise_ones_over_many_blobs(monkeypatch, batch_documents):
+    """Blobs cut every few documents (as a large bundle is): the same removals as the shuffles make."""
+    import beam_jobs.dedup
+
+    rng = random.Random(11)
+    docs = []
+    for family in range(6):
+        text = _program(300 + family, lines=30)
+        for copy in range(rng.randint(1, 3)):
+            lines = text.split("\n")
+            lines[rng.randrange(len(lines))] = f"    edited_{copy} = {rng.randint(0, 9)}"
+            text = "\n".join(lines)
+            docs.append(_doc(text, f"g{family}/{rng.randint(0, 10**6):07d}.py"))
+    docs += [_doc(docs[0].text, "zz_exact_copy.py"), _doc("   ", "blank.py")]
+    expected = {stage: run_stage(make(False), docs) for stage, make in
+                (("exact", lambda one: ExactDedup(in_one_place=one)), ("near", lambda one: NearDedup(in_one_place=one)))}
+    monkeypatch.setattr(beam_jobs.dedup, "PACKED_BATCH_DOCUMENTS", batch_documents)
+    for stage, make in (("exact", lambda one: ExactDedup(in_one_place=one)), ("near", lambda one: NearDedup(in_one_place=one))):
+        kept, rejected = run_stage(make(True), docs)
+        want_kept, want_rejected = expected[stage]
+        assert [d.source for d in kept] == [d.source for d in want_kept]
+        assert [(r.source, r.reason, r.detail) for r in rejected] == [(r.source, r.reason, r.detail) for r in want_rejected]
+        assert rejected, stage
 
 
 def test_settings_from_profile_reject_unknown_keys():
