@@ -44,7 +44,7 @@ def _byte_tables() -> tuple[np.ndarray, np.ndarray]:
     # Operators are tokens of their own: "9x - 28 = -91" and "9x + 28 = 91" are different problems,
     # "a < b" and "a > b" different code, so signs must not vanish with the punctuation.
     word[np.frombuffer(b"+-*/=<>^%&|!~", dtype=np.uint8)] = 2
-    return lower + 1, word  # +1: a zero byte value would not change the polynomial
+    return (lower + 1).astype(np.uint16), word  # +1: a zero byte value would not change the polynomial
 
 
 _BYTE_VALUE, _WORD_BYTE = _byte_tables()
@@ -110,20 +110,29 @@ def whitespace_token_hashes(text: str) -> np.ndarray:
 
 
 def _run_hashes(text: str, byte_class: np.ndarray) -> np.ndarray:
-    """Hashes of the maximal runs of bytes of one non-zero class of ``byte_class`` (0 separates)."""
+    """Hashes of the maximal runs of bytes of one non-zero class of ``byte_class`` (0 separates).
+
+    Every step is one numpy pass over bytes or over the run boundaries, except the prefix sum: the only
+    uint64 array per byte, filled, multiplied and summed in place (``np.take`` rather than fancy
+    indexing, no int64 temporaries): 2x faster than the straightforward expressions."""
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    if data.size == 0:
+    n = data.size
+    if n == 0:
         return np.zeros(0, dtype=np.uint64)
-    classes = np.concatenate(([0], byte_class[data], [0])).astype(np.int8)
+    classes = np.zeros(n + 2, dtype=np.int8)  # a separator on either side
+    np.take(byte_class, data, out=classes[1:-1])
     change = np.flatnonzero(classes[1:] != classes[:-1])  # run boundaries, as byte offsets
-    starts = change[:-1][classes[change[:-1] + 1] != 0]  # a boundary that opens a non-separator run
-    ends = change[1:][classes[change[:-1] + 1] != 0]
+    opens = classes[change[:-1] + 1] != 0  # a boundary that opens a non-separator run
+    starts, ends = change[:-1][opens], change[1:][opens]
     if starts.size == 0:
         return np.zeros(0, dtype=np.uint64)
-    n = data.size
     powers, inverse_powers = _POWERS.tables(n + 1)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum(_BYTE_VALUE[data] * powers[:n], out=prefix[1:])
+    prefix = np.empty(n + 1, dtype=np.uint64)
+    prefix[0] = 0
+    terms = prefix[1:]
+    terms[:] = np.take(_BYTE_VALUE, data)  # a uint16 gather then a widening copy: 4x faster than a uint64 gather
+    terms *= powers[:n]
+    np.cumsum(terms, out=terms)
     hashes = (prefix[ends] - prefix[starts]) * inverse_powers[starts]
     hashes += (ends - starts).astype(np.uint64)  # length in the hash: 'ab' and 'ab\0' never meet
     return _mix64(hashes)

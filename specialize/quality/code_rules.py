@@ -39,13 +39,25 @@ def _table(chars: bytes, high: bool = False) -> np.ndarray:
 
 
 _DIGITS = b"0123456789"
-_HEX = _table(_DIGITS + b"abcdefABCDEF")
-_BASE64 = _table(_DIGITS + b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/=")
-_NUMBER_LIST = _table(_DIGITS + b"abcdefABCDEFxX.,;+- \t\n")  # numbers, hex literals, separators
-_DIGIT = _table(_DIGITS)
-_ALNUM = _table(_DIGITS + b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", high=True)
-_SPACE = _table(b" \t\n")
+# One bit per byte class, so a file is looked up once (``np.take``, ~2.5x faster than a boolean
+# table's fancy indexing) and each class is then a bitwise AND.
+_SPACE, _ALNUM, _BASE64, _HEX, _DIGIT, _NUMBER_LIST = (1 << bit for bit in range(6))
+_CLASS_BITS = np.zeros(256, dtype=np.uint8)
+for _bit, _members in (
+    (_SPACE, _table(b" \t\n")),
+    (_ALNUM, _table(_DIGITS + b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", high=True)),
+    (_BASE64, _table(_DIGITS + b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/=")),
+    (_HEX, _table(_DIGITS + b"abcdefABCDEF")),
+    (_DIGIT, _table(_DIGITS)),
+    (_NUMBER_LIST, _table(_DIGITS + b"abcdefABCDEFxX.,;+- \t\n")),  # numbers, hex literals, separators
+):
+    _CLASS_BITS[_members] |= _bit
 _HEX_RUN, _BASE64_RUN, _NUMBERS_PER_RUN = 32, 64, 8
+
+
+def byte_classes(data: np.ndarray) -> np.ndarray:
+    """The class bits of every byte of ``data`` (uint8)."""
+    return np.take(_CLASS_BITS, data)
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,27 +68,47 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return changes[0::2], changes[1::2]
 
 
-def data_fraction(data: np.ndarray) -> float:
-    """Share of bytes in data runs: 32+ hex digits, 64+ base64 characters, or 8+ numbers in a list."""
-    in_data = np.zeros(data.size, dtype=bool)
+def data_fraction(data: np.ndarray, classes: np.ndarray | None = None) -> float:
+    """Share of bytes in data runs: 32+ hex digits, 64+ base64 characters, or 8+ numbers in a list.
+
+    The runs of the three kinds may overlap; their union is measured by one sweep over the intervals
+    (no per-byte mask), and a list's numbers are counted by binary search over where numbers start."""
+    if not data.size:
+        return 0.0
+    classes = byte_classes(data) if classes is None else classes
     # Hex digits are base64 characters, so a 32+ hex run lies inside a 32+ base64 run: the hex table is
     # only looked up inside those (rare) runs, not over the whole file.
-    starts, ends = _runs(_BASE64[data])
+    starts, ends = _runs(classes & _BASE64)
     lengths = ends - starts
-    for start, end in zip(starts[lengths >= _BASE64_RUN], ends[lengths >= _BASE64_RUN]):
-        in_data[start:end] = True
-    for start, end in zip(starts[(lengths >= _HEX_RUN) & (lengths < _BASE64_RUN)], ends[(lengths >= _HEX_RUN) & (lengths < _BASE64_RUN)]):
-        hex_starts, hex_ends = _runs(_HEX[data[start:end]])
-        for hex_start, hex_end in zip(hex_starts, hex_ends):
-            if hex_end - hex_start >= _HEX_RUN:
-                in_data[start + hex_start : start + hex_end] = True
-    digit = _DIGIT[data]
-    number_starts = np.concatenate(([0], np.cumsum(digit & ~np.concatenate(([False], digit[:-1])))))
-    starts, ends = _runs(_NUMBER_LIST[data])
-    many = number_starts[ends] - number_starts[starts] >= _NUMBERS_PER_RUN
-    for start, end in zip(starts[many], ends[many]):
-        in_data[start:end] = True
-    return float(in_data.mean()) if data.size else 0.0
+    long_runs = lengths >= _BASE64_RUN
+    interval_starts, interval_ends = [starts[long_runs]], [ends[long_runs]]
+    maybe_hex = (lengths >= _HEX_RUN) & ~long_runs
+    for start, end in zip(starts[maybe_hex].tolist(), ends[maybe_hex].tolist()):
+        hex_starts, hex_ends = _runs(classes[start:end] & _HEX)
+        is_long = hex_ends - hex_starts >= _HEX_RUN
+        interval_starts.append(hex_starts[is_long] + start)
+        interval_ends.append(hex_ends[is_long] + start)
+    digit = (classes & _DIGIT).astype(bool)
+    number_starts = np.flatnonzero(digit[1:] & ~digit[:-1]) + 1  # a digit after a non-digit
+    if digit[0]:
+        number_starts = np.concatenate(([0], number_starts))
+    starts, ends = _runs(classes & _NUMBER_LIST)
+    many = np.searchsorted(number_starts, ends) - np.searchsorted(number_starts, starts) >= _NUMBERS_PER_RUN
+    interval_starts.append(starts[many])
+    interval_ends.append(ends[many])
+    return _union_length(np.concatenate(interval_starts), np.concatenate(interval_ends)) / data.size
+
+
+def _union_length(starts: np.ndarray, ends: np.ndarray) -> int:
+    """Bytes covered by the half-open intervals ``[starts, ends)``: sorted by start, each adds what it
+    reaches beyond the furthest end before it."""
+    if not starts.size:
+        return 0
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reached = np.maximum.accumulate(ends)
+    before = np.concatenate(([starts[0]], reached[:-1]))
+    return int(np.clip(ends - np.maximum(starts, before), 0, None).sum())
 
 
 @dataclass(frozen=True)
@@ -96,36 +128,50 @@ class CodeFilterSettings:
         return from_section(cls, section, where)
 
 
+def _header_end(text: str, lines: int) -> int:
+    """Where the first ``lines`` lines end (before their last newline), without copying the text."""
+    if lines <= 0:
+        return 0
+    end = -1
+    for _ in range(lines):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return len(text)
+    return end
+
+
 def code_verdict(text: str, language: str, settings: CodeFilterSettings) -> tuple[str, str] | None:
     """``(reason, detail)`` when the file should be dropped, else None."""
     if settings.languages is not None and language not in settings.languages:
         return "language_not_allowed", f"language {language!r} not in the allow-list"
-    size = len(text.encode("utf-8"))
+    encoded = text.encode("utf-8")
+    size = len(encoded)
     if size > settings.max_bytes:
         return "too_long", f"{size} bytes > {settings.max_bytes}"
-    non_space = len(text) - sum(text.count(c) for c in " \t\n")
+    data = np.frombuffer(encoded, dtype=np.uint8)
+    classes = byte_classes(data)
+    spaces = int(np.count_nonzero(classes & _SPACE))  # ASCII: as many characters as bytes
+    non_space = len(text) - spaces
     if non_space < settings.min_chars:
         return "too_short", f"{non_space} non-space characters < {settings.min_chars}"
-    header = "\n".join(text.split("\n", settings.header_lines)[: settings.header_lines])
-    marker = _GENERATED.search(header)
+    marker = _GENERATED.search(text, 0, _header_end(text, settings.header_lines))
     if marker:
         return "auto_generated", f"marker {marker.group(0)!r} in the first {settings.header_lines} lines"
-    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     newlines = np.flatnonzero(data == 10)
     line_ends = np.concatenate((newlines, [data.size]))
     line_lengths = np.diff(line_ends, prepend=-1) - 1  # bytes per line, newline excluded
     longest, mean = int(line_lengths.max()), float(line_lengths.mean())
-    whitespace = float(_SPACE[data].mean())
+    whitespace = spaces / size if size else 0.0
     if longest > settings.max_line_length and whitespace < settings.minified_max_whitespace:
         return "minified", f"longest line {longest} bytes, whitespace share {whitespace:.3f}"
     if longest > settings.max_line_length:
         return "long_lines", f"longest line {longest} bytes > {settings.max_line_length}"
     if mean > settings.max_mean_line_length:
         return "long_mean_line", f"mean line {mean:.0f} bytes > {settings.max_mean_line_length:g}"
-    alnum = float(_ALNUM[data].mean())
+    alnum = np.count_nonzero(classes & _ALNUM) / size if size else 0.0
     if alnum < settings.min_alnum_fraction:
         return "low_alphanumeric", f"alphanumeric share {alnum:.3f} < {settings.min_alnum_fraction:g}"
-    share = data_fraction(data)
+    share = data_fraction(data, classes)
     if share > settings.max_data_fraction:
         return "data_like", f"{share:.2f} of the bytes are number/hex/base64 runs > {settings.max_data_fraction:g}"
     return None

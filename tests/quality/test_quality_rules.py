@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 
-from specialize.quality.code_rules import CodeFilterSettings, code_verdict
+from specialize.quality.code_rules import CodeFilterSettings, code_verdict, data_fraction
 from specialize.quality.math_rules import MathFilterSettings, math_score, math_verdict
 from specialize.quality.secrets import find_secret, redact_secrets
 from tests.quality.planted import CODE_FILTERS, MATH_FILTERS
@@ -37,6 +40,56 @@ def test_code_rules_keep_ordinary_code_and_name_each_reason():
     assert _reason(GOOD + "K = '" + "QUJD" * 400 + "'\n") == "minified"  # one 1600-char line of base64
     b64 = "\n".join("    '" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkwYWJjZGVmZ2hpamtsbW5vcHFy" + "'" for _ in range(40))
     assert _reason(GOOD + "K = (\n" + b64 + "\n)\n") == "data_like"
+
+
+def _data_fraction_by_bytes(text: str) -> float:
+    """The rule as written, one byte at a time: the reference for the vectorised ``data_fraction``."""
+    data = text.encode("utf-8")
+    marked = [False] * len(data)
+
+    def runs(accept):
+        start = None
+        for i, byte in enumerate(list(data) + [None]):
+            if byte is not None and accept(chr(byte)):
+                start = i if start is None else start
+            elif start is not None:
+                yield start, i
+                start = None
+
+    def mark(start, end):
+        marked[start:end] = [True] * (end - start)
+
+    for start, end in runs(lambda c: c in "0123456789abcdefABCDEF"):
+        if end - start >= 32:
+            mark(start, end)
+    base64 = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/=")
+    for start, end in runs(lambda c: c in base64):
+        if end - start >= 64:
+            mark(start, end)
+    for start, end in runs(lambda c: c in "0123456789abcdefABCDEFxX.,;+- \t\n"):
+        numbers = sum(1 for i in range(start, end) if chr(data[i]).isdigit() and (i == 0 or not chr(data[i - 1]).isdigit()))
+        if numbers >= 8:
+            mark(start, end)
+    return sum(marked) / len(data) if data else 0.0
+
+
+def test_data_fraction_equals_its_byte_by_byte_definition_on_overlapping_runs():
+    rng = random.Random(3)
+    pieces = ["0x1f, 0x20, 0x21, ", "deadbeef" * 5, "QUJD" * 20, "12, 34, 56, 78, 90, 11, 22, 33, 44", "word ", "é", "\n", "+/="]
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert data_fraction(np.frombuffer(text.encode(), dtype=np.uint8)) == pytest.approx(_data_fraction_by_bytes(text)), text
+    table = "data = [" + ", ".join(str(i * 37 % 1000) for i in range(40)) + "]\n"
+    assert data_fraction(np.frombuffer(table.encode(), dtype=np.uint8)) > 0.9
+
+
+def test_auto_generated_marker_only_counts_in_the_header_lines():
+    late = GOOD * 20 + "# auto-generated below\n"
+    assert _reason(late) is None
+    header = CodeFilterSettings.from_profile({**CODE_FILTERS, "header_lines": 1})
+    assert _reason("x = 1  # fine\n# do not edit\n" + GOOD, settings=header) is None
+    assert _reason("# do not edit\n" + GOOD, settings=header) == "auto_generated"
+    assert _reason("# do not edit: " + "x" * 60, settings=header) == "auto_generated"  # one line, no newline
 
 
 def test_settings_errors_name_the_key():
