@@ -26,6 +26,17 @@ def test_word_hashes_ignore_case_and_punctuation_but_not_words():
     assert word_hashes("  ,;  ").size == 0
 
 
+def test_a_text_hashed_twice_reuses_its_prefix_and_gets_the_same_hashes():
+    from specialize.dedup.minhash import whitespace_token_hashes
+
+    texts = ["Hello, WORLD. (x_1)", "a  b\tc", "", "é 9x - 28"]
+    fresh = [(word_hashes(t.encode().decode()), whitespace_token_hashes(t.encode().decode())) for t in texts]  # other objects
+    for text, (words, tokens) in zip(texts, fresh):
+        assert np.array_equal(word_hashes(text), words) and np.array_equal(whitespace_token_hashes(text), tokens)
+        assert np.array_equal(whitespace_token_hashes(text), tokens) and np.array_equal(word_hashes(text), words)
+    assert not np.array_equal(word_hashes("x y"), word_hashes("x z"))  # another text: not the last one's prefix
+
+
 def test_signature_equals_bruteforce_permutation_minimum():
     hasher = MinHasher(MinHashConfig(ngram=3, bands=4, rows=2))
     shingles = hasher.shingles("the quick brown fox jumps over the lazy dog " * 3 + "and runs away")
