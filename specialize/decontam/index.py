@@ -34,6 +34,16 @@ def text_ngrams(text: str, n: int) -> np.ndarray:
     return sorted_unique(ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), n))
 
 
+def _presence_table(hashes: np.ndarray) -> tuple[np.ndarray, np.uint64]:
+    """A table indexed by a hash's low bits that is True wherever an indexed hash lands: at least 16
+    slots per hash (so about 1 in 16 absent n-grams passes it), 64 KB to 4 MB."""
+    bits = int(np.clip(np.ceil(np.log2(max(hashes.size, 1) * 16)), 16, 22))
+    mask = np.uint64((1 << bits) - 1)
+    table = np.zeros(1 << bits, dtype=bool)
+    table[hashes & mask] = True
+    return table, mask
+
+
 @dataclass(frozen=True)
 class Contamination:
     """Which benchmark items a document overlaps: {benchmark: sorted item ids}."""
@@ -65,6 +75,7 @@ class NgramIndex:
         all_owners = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int32)
         order = np.argsort(all_hashes, kind="stable")
         self.hashes, self.owners = all_hashes[order], all_owners[order]
+        self._may_hold, self._mask = _presence_table(self.hashes)
 
     def summary(self) -> dict[str, dict[str, int]]:
         """{benchmark: {items, too_short}} for the manifest."""
@@ -77,9 +88,13 @@ class NgramIndex:
         """The items ``text`` shares at least one n-gram with, or None when it is clean."""
         if self.hashes.size == 0:
             return None
-        grams = text_ngrams(text, self.n)
+        grams = ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), self.n)
+        # Almost no n-gram of a document is in the index: the presence table rules most out with one
+        # lookup each, and only the rest are deduplicated and binary-searched.
+        grams = grams[np.take(self._may_hold, grams & self._mask)]
         if grams.size == 0:
             return None
+        grams = sorted_unique(grams)
         left = np.searchsorted(self.hashes, grams, side="left")
         hit = left < self.hashes.size
         hit[hit] = self.hashes[left[hit]] == grams[hit]

@@ -30,7 +30,7 @@ _M64 = (1 << 64) - 1
 _P = 0x100000001B3  # odd multiplier of the byte-level polynomial (the FNV-64 prime)
 _P_INV = pow(_P, -1, 1 << 64)
 _Q = 0x9E3779B97F4A7C15  # odd multiplier that combines word hashes into a shingle hash
-_CHUNK = 4096  # shingles per outer-product block: 112 x 4096 uint64 = 3.7 MB, stays in cache
+_CHUNK = 8192  # shingles per outer-product block: 112 x 8192 uint64 = 7.3 MB (fastest of 256..65536 here)
 
 
 def _byte_tables() -> tuple[np.ndarray, np.ndarray]:
