@@ -10,9 +10,13 @@ code runs per word or per shingle:
 2. every word gets a 64-bit polynomial hash from one prefix sum over the bytes
    (``H[end] - H[start]`` times the inverse power of the start, all mod 2**64), then a splitmix64 mix;
 3. an n-word shingle hash is a polynomial combination of n shifted word-hash arrays, mixed again;
-4. each of the ``bands * rows`` permutations is a multiply-add-shift hash ``(a*x + b) mod 2**64 >> 32``
-   (Dietzfelbinger's universal family) evaluated as one outer product, and the signature is its
-   minimum over shingles (``>> 32`` is monotone, so the shift is applied after the minimum).
+4. the signature is one-permutation MinHash (Li, Owen & Zhang, NIPS 2012) with optimal densification
+   (Shrivastava, ICML 2017): each shingle hash is re-mixed with the seed once; its high 32 bits pick
+   one of ``bands * rows`` bins and its low 32 bits are its value; a bin keeps its minimum value, and
+   an empty bin (a document with fewer shingles than bins) takes the value of the first non-empty bin
+   on a probe sequence fixed per bin and seed. Two documents agree on a bin with probability equal to
+   their Jaccard similarity, exactly as with ``bands * rows`` independent permutations, at the cost of
+   one hash per shingle instead of 112: the signature went from 44% of near dedup's time to 6%.
 
 With the defaults (5-word shingles, 14 bands x 8 rows) two documents become LSH candidates with
 probability 1 - (1 - J**8)**14, which is 0.5 at Jaccard J ~ 0.72 and > 0.95 at J = 0.85.
@@ -30,7 +34,8 @@ _M64 = (1 << 64) - 1
 _P = 0x100000001B3  # odd multiplier of the byte-level polynomial (the FNV-64 prime)
 _P_INV = pow(_P, -1, 1 << 64)
 _Q = 0x9E3779B97F4A7C15  # odd multiplier that combines word hashes into a shingle hash
-_CHUNK = 8192  # shingles per outer-product block: 112 x 8192 uint64 = 7.3 MB (fastest of 256..65536 here)
+_EMPTY_BIN = np.uint64(1 << 32)  # above every 32-bit bin value
+_PROBES = 4096  # densification probes per bin: a bin of a 1-shingle document misses all with p ~ 1e-16
 
 
 def _byte_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +219,7 @@ def _seeded_u64(seed: int, label: str, count: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MinHashConfig:
-    """Shingle and LSH parameters; ``bands * rows`` is the number of permutations."""
+    """Shingle and LSH parameters; ``bands * rows`` is the number of signature values (bins)."""
 
     ngram: int = 5
     bands: int = 14
@@ -236,30 +241,50 @@ class MinHashConfig:
 
 
 class MinHasher:
-    """Signatures and band keys for one configuration (build once per worker, reuse)."""
+    """Signatures and band keys for one configuration (build once per worker, reuse; thread-safe:
+    nothing is written after construction)."""
 
     def __init__(self, config: MinHashConfig = MinHashConfig()):
         self.config = config
-        self._a = (_seeded_u64(config.seed, "a", config.num_perm) | np.uint64(1))[:, None]  # odd
-        self._b = _seeded_u64(config.seed, "b", config.num_perm)[:, None]
+        self._mixer = _seeded_u64(config.seed, "oph", 1)[0]
+        # The densification probe sequence of every bin: bin ``i``'s ``t``-th probe is a hash of
+        # (seed, i, t) scaled to a bin, by wrapping uint64 arithmetic (the same on every numpy).
+        counter = np.arange(config.num_perm * _PROBES, dtype=np.uint64) + self._mixer
+        probes = (_mix64(counter) >> np.uint64(32)) * np.uint64(config.num_perm) >> np.uint64(32)
+        self._probes = probes.astype(np.int32).reshape(config.num_perm, _PROBES)
 
     def shingles(self, text: str) -> np.ndarray:
         return shingle_hashes(text, self.config.ngram)
 
     def signature_of_shingles(self, shingles: np.ndarray) -> np.ndarray | None:
-        """uint32 signature of length ``num_perm``; None when there are no shingles."""
+        """uint32 signature of length ``num_perm`` (one value per bin); None when there are no shingles."""
         if shingles.size == 0:
             return None
-        best = np.full(self.config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        # Scratch space per call, not per instance: one hasher may serve several bundle threads.
-        scratch = np.empty((self.config.num_perm, min(_CHUNK, shingles.size)), dtype=np.uint64)
-        for start in range(0, shingles.size, _CHUNK):
-            chunk = shingles[start : start + _CHUNK]
-            block = scratch[:, : chunk.size]
-            np.multiply(self._a, chunk[None, :], out=block)
-            block += self._b
-            np.minimum(best, block.min(axis=1), out=best)
-        return (best >> np.uint64(32)).astype(np.uint32)
+        bins_count = np.uint64(self.config.num_perm)
+        mixed = _mix64(shingles ^ self._mixer)
+        bins = ((mixed >> np.uint64(32)) * bins_count >> np.uint64(32)).astype(np.intp)
+        best = np.full(self.config.num_perm, _EMPTY_BIN, dtype=np.uint64)
+        np.minimum.at(best, bins, mixed & np.uint64(0xFFFFFFFF))
+        empty = np.flatnonzero(best == _EMPTY_BIN)
+        if empty.size:
+            best = self._densify(best, empty)
+        return best.astype(np.uint32)
+
+    def _densify(self, best: np.ndarray, empty: np.ndarray) -> np.ndarray:
+        """Each empty bin takes the value of the first non-empty bin on its probe sequence, probing a
+        few at a time (most bins find one in the first probes)."""
+        filled, out = best != _EMPTY_BIN, best.copy()
+        start, step = 0, 8
+        while empty.size and start < _PROBES:
+            probes = self._probes[empty, start : start + step]
+            hits = filled[probes]
+            found = hits.any(axis=1)
+            first = probes[found, hits[found].argmax(axis=1)]
+            out[empty[found]] = best[first]
+            empty, start, step = empty[~found], start + step, step * 2
+        if empty.size:  # every probe missed (p < 1e-16 per bin): the smallest value, still deterministic
+            out[empty] = best[filled].min()
+        return out
 
     def signature(self, text: str) -> np.ndarray | None:
         return self.signature_of_shingles(self.shingles(text))
