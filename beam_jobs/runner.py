@@ -43,9 +43,10 @@ LOCAL_BYTES_PER_WORKER = 32 << 20
 
 
 #: Peak RSS per byte of input of a build in several local worker processes, rounded up: the process
-#: tree grew 5.1 MB per MB of text with two workers against 1.4 MB per MB in one (gRPC data channels
-#: and per-process copies; ``benchmarks/corpus_scale.py --workers 2``: 0.91 -> 1.39 GB for 32 -> 128 MB).
-MULTI_PROCESS_RSS_PER_BYTE = 6
+#: tree grew 3.3 MB per MB of text with two workers against 1.0 MB per MB in one (gRPC data channels
+#: and per-process copies; ``benchmarks/corpus_scale.py --workers 2``: 0.81 -> 1.13 GB for 32 -> 128 MB;
+#: 5.1 MB per MB before dedup signals were packed).
+MULTI_PROCESS_RSS_PER_BYTE = 4
 
 
 def auto_local_workers(input_bytes: int | None, cores: int | None = None, memory_bytes: int | None = None) -> int:

@@ -10,8 +10,9 @@ Data: every ``.py`` file of the running Python's standard library (sysconfig ``s
 site-packages) as JSONL ``{"id", "text"}``; ``--copies K`` appends K edited copies of 10% of the files
 so there is something to remove. Every side reads that JSONL and writes the kept documents as JSONL.
 
-Settings, every side: 5-word shingles, 14 bands x 8 rows (112 permutations), 32-bit signature
-values. datatrove: ``--workers`` processes (``LocalPipelineExecutor(tasks=workers, workers=workers)``
+Settings, every side: 5-word shingles, 14 bands x 8 rows (112 signature values: datatrove's from 112
+permutations, ours from one permutation's 112 bins with densification), 32-bit signature values.
+datatrove: ``--workers`` processes (``LocalPipelineExecutor(tasks=workers, workers=workers)``
 for signatures and filtering, ``num_buckets`` tasks for buckets, 1 for clustering). Ours: as the corpus
 build runs it with ``--workers N`` (``--our-workers``, default 1: FnApiRunner in one process, the
 build's default; > 1: ``multi_processing`` SDK workers), measuring the texts, deciding on keys and
