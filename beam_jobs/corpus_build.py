@@ -18,8 +18,10 @@ bundles that a runner retries rewrite identical files: no duplicated or lost sha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 
 import apache_beam as beam
@@ -216,9 +218,12 @@ def build_pipeline(
     build_id: str | None = None,
     remote_patterns: list[str] | None = None,
     instructions: tuple[list[Document], list[Rejection]] = ((), ()),
+    spill_dir: str | None = None,
 ) -> None:
     """``instructions``: rendered instruction documents and their rejections (``instruction_documents``),
-    joined after the per-document filters, before dedup, decontamination and up-sampling."""
+    joined after the per-document filters, before dedup, decontamination and up-sampling.
+    ``spill_dir``: a local directory for dedup's packed signals on a local runner (``run_build``
+    makes one per build and deletes it after); None keeps them in the pipeline."""
     spec = TokenizerSpec(settings.tokenizer)
     stats_dir = build_stats_dir(settings.output, build_id)
     # The file list travels as listing files, not inside the pipeline graph: a corpus of millions of
@@ -265,8 +270,9 @@ def build_pipeline(
     # Stages in order (beam_jobs/quality.py): per-document filters on the texts (language, rules,
     # secrets, quality model); then the corpus-wide ones (exact dedup, near dedup, decontamination,
     # up-sampling) measure each text once, fused with the reading, and decide on keys.
+    local_runner = settings.runner.lower() in LOCAL_RUNNERS
     stages = quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile",
-                            local_runner=settings.runner.lower() in LOCAL_RUNNERS)
+                            local_runner=local_runner, spill_dir=spill_dir if local_runner else None)
     for label, stage in stages:
         if not stage.corpus_wide:
             documents, dropped = documents | label >> stage
@@ -307,8 +313,7 @@ def build_pipeline(
     if settings.repo_level:  # after the file-level filters and dedup, as StarCoder2 and Qwen2.5-Coder
         repo_stats | "RepoStats" >> WriteStageStats(stats_dir, "repos")
     (
-        rejected
-        | "AllRejections" >> beam.Flatten()
+        tuple(rejected)  # a tuple: Beam takes a list for one value to Create, not for several inputs
         | "ReportRejections" >> ReportRejections(stats_dir, settings.samples_per_reason)
     )
 
@@ -412,9 +417,13 @@ def run_build(settings: BuildSettings) -> dict:
     build_id = outputs.new_build_id()
     outputs.make_dirs(settings.output)
     pipeline = create_pipeline(settings.runner, options=options)
-    build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id, patterns, instructions)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with contextlib.ExitStack() as scratch:
+        spill_dir = None
+        if settings.runner.lower() in LOCAL_RUNNERS:  # every local worker sees this machine's temporary directory
+            spill_dir = scratch.enter_context(tempfile.TemporaryDirectory(prefix="specialize-signals-"))
+        build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id, patterns, instructions, spill_dir)
+        result = pipeline.run()
+        result.wait_until_finish()
 
     matched = _matched_inputs(settings.output, build_id) if remote_inputs else {}
     inputs_summary = []

@@ -36,7 +36,7 @@ from specialize.corpus.document import Document
 from specialize.dedup.components import large_star, orient, small_star, star_violation
 from specialize.dedup.exact import exact_key
 from specialize.dedup.minhash import MinHashConfig, MinHasher, bottom_k_sketch, sketch_jaccard
-from specialize.dedup.packed import band_hashes, exact_duplicates, near_duplicates, pack, ragged
+from specialize.dedup.packed import band_hashes, exact_duplicates, near_duplicates, pack, ragged, spill
 
 EXACT_STAGE = "exact_dedup"
 NEAR_STAGE = "near_dedup"
@@ -53,7 +53,15 @@ PACKED_BATCH_DOCUMENTS = 4096
 class _PackingFn(beam.DoFn):
     """Documents -> blobs of their signals (``specialize/dedup/packed.py``), one per
     ``PACKED_BATCH_DOCUMENTS`` and at the end of each bundle. A local runner then holds a few large
-    byte strings where it held several Python objects per document."""
+    byte strings where it held several Python objects per document.
+
+    With ``spill_dir`` (a local directory every worker of a local runner sees) a blob is written there
+    and only its path travels: the runner then holds no copy of the signals at all, where a blob in the
+    pipeline is copied about six times on its way to the search (accumulated, encoded, grouped,
+    re-encoded, decoded, unpacked). The search reads them back one at a time."""
+
+    def __init__(self, spill_dir: str | None = None):
+        self._spill_dir = spill_dir
 
     def start_bundle(self):
         self._sources, self._rows = [], []
@@ -78,10 +86,10 @@ class _PackingFn(beam.DoFn):
         if self._sources:
             yield beam.transforms.window.GlobalWindows.windowed_value(self._flush())
 
-    def _flush(self) -> bytes:
+    def _flush(self) -> bytes | str:
         blob = self.pack(self._sources, self._rows)
         self._sources, self._rows = [], []
-        return blob
+        return blob if self._spill_dir is None else spill(blob, self._spill_dir)
 
 
 class _ExactPackingFn(_PackingFn):
@@ -93,7 +101,8 @@ class _ExactPackingFn(_PackingFn):
 
 
 class _NearPackingFn(_PackingFn):
-    def __init__(self, config: MinHashConfig, with_sketches: bool):
+    def __init__(self, config: MinHashConfig, with_sketches: bool, spill_dir: str | None = None):
+        super().__init__(spill_dir)
         self._config, self._with_sketches = config, with_sketches
         self._hasher = None
 
@@ -160,13 +169,13 @@ class ExactDedup(CorpusWideStage):
     one worker; the keys then meet the losers (duplicates only) as a side input, not in a shuffle.
     """
 
-    def __init__(self, in_one_place: bool = False):
+    def __init__(self, in_one_place: bool = False, spill_dir: str | None = None):
         super().__init__()
-        self._in_one_place = in_one_place
+        self._in_one_place, self._spill_dir = in_one_place, spill_dir
 
     def measure(self, documents):
         if self._in_one_place:
-            return documents | "PackedHashes" >> beam.ParDo(_ExactPackingFn())
+            return documents | "PackedHashes" >> beam.ParDo(_ExactPackingFn(self._spill_dir))
         return documents | "ExactHashes" >> beam.Map(lambda d: (exact_key(d.text), d.source))
 
     def decide(self, keys, hashes):
@@ -355,14 +364,15 @@ class NearDedup(CorpusWideStage):
     where no worker may hold every signature) the shuffles below and Large-Star / Small-Star rounds."""
 
     def __init__(self, settings: NearDedupSettings = NearDedupSettings(), stats_dir: str | None = None,
-                 in_one_place: bool = False):
+                 in_one_place: bool = False, spill_dir: str | None = None):
         super().__init__()
         self._settings, self._stats_dir, self._in_one_place = settings, stats_dir, in_one_place
+        self._spill_dir = spill_dir  # in_one_place: where the packed signals wait for the search (local runners)
 
     def measure(self, documents):
         verify = self._settings.verify_threshold is not None
         if self._in_one_place:
-            return documents | "PackedSignatures" >> beam.ParDo(_NearPackingFn(self._settings.minhash, verify))
+            return documents | "PackedSignatures" >> beam.ParDo(_NearPackingFn(self._settings.minhash, verify, self._spill_dir))
         signed = documents | "Signatures" >> beam.ParDo(_SignatureFn(self._settings.minhash, verify)).with_outputs(
             _SignatureFn.SKETCHES, main="bands")
         return {"bands": signed["bands"], "sketches": signed[_SignatureFn.SKETCHES] if verify else None}

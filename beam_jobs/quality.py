@@ -216,12 +216,13 @@ def _section(profile, name: str, where: str) -> dict:
 
 
 def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name: str = "profile",
-                   local_runner: bool = False) -> list[tuple[str, beam.PTransform]]:
+                   local_runner: bool = False, spill_dir: str | None = None) -> list[tuple[str, beam.PTransform]]:
     """``[(label, stage)]`` in build order: language -> rules -> secrets -> quality model -> exact dedup ->
     near dedup -> decontamination -> up-sampling. Every stage maps documents to ``(kept, rejected)``.
 
     Built (and validated: profile keys, model file, benchmark files) before the pipeline starts, so a
     typo fails in a second with the file and key named, not after an hour of reading input.
+    ``spill_dir`` (local runners): a local directory where dedup's packed signals wait for their search.
     """
     from beam_jobs.decontam import Decontaminate, build_index
     from beam_jobs.dedup import ExactDedup, NearDedup, NearDedupSettings
@@ -247,14 +248,15 @@ def quality_stages(config: QualityConfig, profile, stats_dir: str, profile_name:
         raise ValueError("--min-quality needs --quality-model MODEL (train one with `specialize quality train`)")
     dedup = _section(profile, "dedup", profile_name)
     if config.exact_dedup and dedup.get("exact", True):
-        stages.append(("ExactDedup", ExactDedup(in_one_place=local_runner)))
+        stages.append(("ExactDedup", ExactDedup(in_one_place=local_runner, spill_dir=spill_dir)))
     if config.near_dedup and dedup.get("near", True):
         raw = {**(dedup.get("near_dedup") or {}), **config.near_dedup_settings}
         try:
             settings = NearDedupSettings.from_dict(raw)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{profile_name} dedup.near_dedup / --near-dedup: {err}") from None
-        stages.append(("NearDedup", NearDedup(settings, stats_dir, in_one_place=settings.in_one_place(local_runner))))
+        stages.append(("NearDedup", NearDedup(settings, stats_dir, in_one_place=settings.in_one_place(local_runner),
+                                              spill_dir=spill_dir)))
     decontam = _section(profile, "decontamination", profile_name)
     specs = list(decontam.get("benchmarks") or []) if config.decontaminate is None else list(config.decontaminate)
     if specs:

@@ -17,7 +17,9 @@ rows' 32 bytes; a false candidate needs a 2**-64 collision, and verification sti
 
 from __future__ import annotations
 
+import os
 import pickle
+import uuid
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -61,8 +63,26 @@ def pack(sources: list[str], **arrays: np.ndarray) -> bytes:
     return pickle.dumps((b"".join(encoded), ends, arrays), protocol=5)
 
 
-def unpack(blob: bytes) -> Batch:
-    text, ends, arrays = pickle.loads(blob)
+def spill(blob: bytes, directory: str) -> str:
+    """Write a blob to a new file of ``directory`` (atomically: a retried bundle writes another); its path."""
+    path = os.path.join(directory, f"{uuid.uuid4().hex}.signals")
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as handle:
+        handle.write(blob)
+    os.replace(temporary, path)
+    return path
+
+
+def _blob(item: bytes | str) -> bytes:
+    """A blob as it travelled: itself, or the path ``spill`` wrote it to."""
+    if isinstance(item, bytes):
+        return item
+    with open(item, "rb") as handle:
+        return handle.read()
+
+
+def unpack(blob: bytes | str) -> Batch:
+    text, ends, arrays = pickle.loads(_blob(blob))
     starts = np.concatenate(([0], ends[:-1])) if len(ends) else ends
     return Batch([text[s:e].decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist())], arrays)
 
@@ -75,44 +95,51 @@ def ragged(values: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
 
 class _Corpus:
     """The batches side by side: documents numbered by their ``source`` order (rank 0 is the smallest),
-    so "the smallest member" is an integer minimum. A source seen twice counts once (its first row)."""
+    so "the smallest member" is an integer minimum. A source seen twice counts once (its first row).
 
-    def __init__(self, batches: Iterable[bytes]):
-        unpacked = [unpack(blob) for blob in batches]
-        sources = [s for batch in unpacked for s in batch.sources]
+    Only the ``columns`` asked for are kept in memory (the band hashes: 8 bytes per band); a ragged
+    array such as the sketches is read back, batch by batch, for the ranks that need it (``rows_of``),
+    so the sketches of documents without a candidate pair are never held together."""
+
+    def __init__(self, batches: Iterable[bytes | str], columns: tuple[str, ...]):
+        self._items = list(batches)
+        sources: list[str] = []
+        kept: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+        starts = [0]
+        for item in self._items:
+            batch = unpack(item)
+            sources.extend(batch.sources)
+            for name in columns:
+                kept[name].append(batch.arrays[name])
+            starts.append(starts[-1] + len(batch))
         first_row: dict[str, int] = {}
         for row, source in enumerate(sources):
             first_row.setdefault(source, row)
+        del sources
         self.sources = sorted(first_row)
         self.rows = np.fromiter((first_row[s] for s in self.sources), dtype=np.int64, count=len(self.sources))
-        self._unpacked = unpacked
+        del first_row
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self._columns = {name: np.concatenate(parts)[self.rows] if parts else np.zeros(0) for name, parts in kept.items()}
 
     def column(self, name: str) -> np.ndarray:
         """A per-document array, rows in rank order."""
-        if not self._unpacked:
-            return np.zeros(0)
-        return np.concatenate([batch.arrays[name] for batch in self._unpacked])[self.rows]
+        return self._columns[name]
 
-    def ragged(self, values: str, ends: str) -> "_RaggedRows":
-        """A ragged per-document array (``values`` cut at ``ends``), looked up by rank."""
-        flat = [batch.arrays[values] for batch in self._unpacked]
-        offsets, base = [], 0
-        for batch in self._unpacked:
-            offsets.append(batch.arrays[ends] + base)
-            base += int(batch.arrays[ends][-1]) if len(batch.arrays[ends]) else 0
-        all_ends = np.concatenate(offsets)
-        all_starts = np.concatenate(([0], all_ends[:-1]))
-        return _RaggedRows(np.concatenate(flat), all_starts[self.rows], all_ends[self.rows])
-
-
-@dataclass
-class _RaggedRows:
-    values: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-
-    def __getitem__(self, rank: int) -> np.ndarray:
-        return self.values[self.starts[rank]:self.ends[rank]]
+    def rows_of(self, values: str, ends: str, ranks: np.ndarray) -> dict[int, np.ndarray]:
+        """Rank -> its row of a ragged array (``values`` cut at ``ends``), for ``ranks`` only."""
+        wanted = np.unique(ranks)
+        rows = self.rows[wanted]
+        batch_of = np.searchsorted(self._starts, rows, side="right") - 1
+        found: dict[int, np.ndarray] = {}
+        for batch_index in np.unique(batch_of).tolist():
+            batch = unpack(self._items[batch_index])
+            batch_ends = batch.arrays[ends]
+            for rank, row in zip(wanted[batch_of == batch_index].tolist(), rows[batch_of == batch_index].tolist()):
+                local = row - int(self._starts[batch_index])
+                start = int(batch_ends[local - 1]) if local else 0
+                found[rank] = batch.arrays[values][start:int(batch_ends[local])].copy()  # not a view of the whole batch
+        return found
 
 
 def _groups_to_smallest(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,10 +158,10 @@ def _groups_to_smallest(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[members], centre[members]
 
 
-def exact_duplicates(batches: Iterable[bytes]) -> Iterator[tuple[str, str]]:
+def exact_duplicates(batches: Iterable[bytes | str]) -> Iterator[tuple[str, str]]:
     """Batches of (source, 16-byte ``hash``) -> (duplicate, survivor): the survivor of a hash is its
     smallest source, as ``_exact_losers`` decides per group."""
-    corpus = _Corpus(batches)
+    corpus = _Corpus(batches, ("hash",))
     if not corpus.sources:
         return
     digests = corpus.column("hash")  # uint64 [n, 2]: the 16-byte digest as two words
@@ -154,7 +181,7 @@ class NearSearch:
     clustered_documents: int
 
 
-def near_duplicates(batches: Iterable[bytes], verify_threshold: float | None, sketch_size: int = SKETCH_SIZE) -> NearSearch:
+def near_duplicates(batches: Iterable[bytes | str], verify_threshold: float | None, sketch_size: int = SKETCH_SIZE) -> NearSearch:
     """Batches of (source, ``bands`` uint64 [n, b], ``sketch`` values with ``sketch_ends``) -> clusters.
 
     Candidates: per band, each document sharing the band's hash with a smaller one links to the
@@ -162,7 +189,7 @@ def near_duplicates(batches: Iterable[bytes], verify_threshold: float | None, sk
     verified on the two sketches (``sketch_jaccard``) unless ``verify_threshold`` is None; the verified
     pairs are joined by union-find into components centred on their smallest source.
     """
-    corpus = _Corpus(batches)
+    corpus = _Corpus(batches, ("bands",))
     n = len(corpus.sources)
     if n == 0:
         return NearSearch([], 0, 0, 0, 0)
@@ -175,7 +202,7 @@ def near_duplicates(batches: Iterable[bytes], verify_threshold: float | None, sk
     members, centres = edges // n, edges % n
     rejected = 0
     if verify_threshold is not None and len(edges):
-        sketches = corpus.ragged("sketch", "sketch_ends")
+        sketches = corpus.rows_of("sketch", "sketch_ends", np.concatenate((members, centres)))
         keep = np.array([sketch_jaccard(sketches[m], sketches[c], sketch_size) >= verify_threshold
                          for m, c in zip(members.tolist(), centres.tolist())], dtype=bool)
         rejected = int((~keep).sum())
