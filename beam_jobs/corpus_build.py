@@ -323,8 +323,8 @@ LISTING_PART_SIZE = 2000
 
 def write_listing(directory: str, files: list[InputFile], rejections: list[Rejection]) -> list[str]:
     """Write the discovered files (and files rejected at discovery) as JSONL parts; return their paths."""
-    # vars(), not asdict(): the fields are flat, and asdict's deep copy took 0.15 s for 15k files
-    entries = [json.dumps({"file": vars(f)}) for f in files] + [json.dumps({"rejection": vars(r)}) for r in rejections]
+    # Flat dicts, not asdict(): its deep copy took 0.15 s for 15k files
+    entries = [json.dumps({"file": f.fields()}) for f in files] + [json.dumps({"rejection": vars(r)}) for r in rejections]
     parts = []
     for index in range(0, max(len(entries), 1), LISTING_PART_SIZE):
         path = outputs.join(directory, f"part-{index // LISTING_PART_SIZE:05d}.jsonl")

@@ -129,7 +129,7 @@ class Layout(beam.PTransform):
 # Plan: keys grouped by file, cut into pieces, placed on shards
 
 
-@dataclass
+@dataclass(slots=True)
 class Piece:
     """What one shard task reads from one file: its records ``first..last`` (None: the whole file)
     and the decisions on the documents there."""
@@ -139,6 +139,10 @@ class Piece:
     entries: list  # (DocumentKey, Rejection | None), in record order
     repository: str | None = None  # --repo-level: the repository these files belong to
     offset: int | None = None  # byte offset of record ``first`` in a plain JSONL file: reading starts there
+
+    def __reduce__(self):
+        """Field values only: the shard plan holds one piece per file (or per shard of a dump)."""
+        return Piece, (self.file, self.records, self.entries, self.repository, self.offset)
 
 
 #: Key prefix of documents that belong to no repository (records without a repo field, instruction documents):

@@ -1,4 +1,4 @@
-"""DocumentKey's compact pickle: what every local shuffle and every distributed one carries per document."""
+"""Compact pickles of the per-document and per-file records that every shuffle and the shard plan carry."""
 
 from __future__ import annotations
 
@@ -28,3 +28,19 @@ def test_decoded_meta_is_a_fresh_dict_per_key():
     first, second = pickle.loads(pickle.dumps(key)), pickle.loads(pickle.dumps(key))
     first.meta["quality"] = 0.9
     assert second.meta == {} and key.meta == {}
+
+
+def test_input_files_and_pieces_round_trip_without_field_names():
+    from beam_jobs.shard_writing import Piece
+    from specialize.corpus.sources import InputFile
+
+    tree_file = InputFile("repo/a.py", 10, "source", "repo", "python")
+    dump = InputFile("d.jsonl.gz", 99, "jsonl", "d.jsonl.gz", compression="gzip")
+    key = Document("x = 1\n", "repo/a.py", "code", "python", "repo", file="repo/a.py").key()
+    piece = Piece(dump, (3, 9), [(key, None)], "repo\0a", 1234)
+    coder = registry.get_coder(object)
+    for value in (tree_file, dump, piece, (7, piece)):
+        assert pickle.loads(pickle.dumps(value)) == value and coder.decode(coder.encode(value)) == value
+    assert b"input_name" not in pickle.dumps(tree_file) and b"entries" not in pickle.dumps(piece)
+    assert tree_file.fields() == {"path": "repo/a.py", "size": 10, "kind": "source", "input_name": "repo",
+                                  "language": "python", "compression": None}
