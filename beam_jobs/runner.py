@@ -43,10 +43,10 @@ LOCAL_BYTES_PER_WORKER = 32 << 20
 
 
 #: Peak RSS per byte of input of a build in several local worker processes, rounded up: the process
-#: tree grew 3.3 MB per MB of text with two workers against 1.0 MB per MB in one (gRPC data channels
-#: and per-process copies; ``benchmarks/corpus_scale.py --workers 2``: 0.81 -> 1.13 GB for 32 -> 128 MB;
-#: 5.1 MB per MB before dedup signals were packed).
-MULTI_PROCESS_RSS_PER_BYTE = 4
+#: tree grew 1.5 MB per MB of text with two workers against 0.5 MB per MB in one (gRPC data channels
+#: and per-process copies; ``benchmarks/corpus_scale.py --workers 2``: 0.76 -> 0.91 GB for 32 -> 128 MB;
+#: 5.1 MB per MB before dedup signals were packed and spilled and rejections summed where produced).
+MULTI_PROCESS_RSS_PER_BYTE = 2
 
 
 def auto_local_workers(input_bytes: int | None, cores: int | None = None, memory_bytes: int | None = None) -> int:

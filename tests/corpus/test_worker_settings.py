@@ -54,10 +54,10 @@ def test_local_workers_follow_the_input_size():
     assert auto_local_workers(40 << 20, cores=8, memory_bytes=big) == 1
     assert auto_local_workers(70 << 20, cores=8, memory_bytes=big) == 2
     assert auto_local_workers(10 << 30, cores=8, memory_bytes=big) == 8
-    # Several processes grow ~3.3x faster with the input: a build they would not fit in half the
+    # Several processes grow ~3x faster with the input: a build they would not fit in half the
     # machine's memory runs in one process.
     assert auto_local_workers(1 << 30, cores=8, memory_bytes=24 << 30) == 8
-    assert auto_local_workers(4 << 30, cores=8, memory_bytes=24 << 30) == 1
+    assert auto_local_workers(7 << 30, cores=8, memory_bytes=24 << 30) == 1
     assert 0 < machine_memory_bytes() <= psutil.virtual_memory().total
     assert auto_local_workers(None, cores=4) == 1  # object-store inputs: size unknown at launch
     assert QualityConfig().judges_text() and QualityConfig(decontaminate=None).judges_text()
