@@ -14,6 +14,12 @@ Near (MinHash + LSH + connected components), with no step that needs every signa
       --ConvergenceCheck--> _stats/stage-near_dedup.json
       --join with keys by source--> kept (component centres and singletons) + rejections
 
+That is the path of distributed runners, whose shuffles spill. On a local runner (``in_one_place``)
+every shuffle is held in memory and decoded into Python objects, so the signals are packed instead
+(``specialize/dedup/packed.py``): a blob per ``PACKED_BATCH_DOCUMENTS`` documents, written to the
+build's spill directory, and one worker finds the same duplicates with numpy sorts; the duplicates
+reach the keys as a side input. A test checks both paths remove the same documents.
+
 Both stages keep the document with the smallest ``source`` of its duplicate set, so the survivor does
 not depend on input order, bundle boundaries or the runner. Both measure every document that passed
 the per-document filters; near dedup therefore also sees the exact copies that exact dedup removes.

@@ -273,9 +273,10 @@ def test_near_search_on_blobs_links_shared_bands_and_verifies_sketches():
     assert near_duplicates([], 0.7).leaves == []
 
 
-@pytest.mark.parametrize("batch_documents", [1, 3])
-def test_packed_dedup_stages_equal_the_element_wise_ones_over_many_blobs(monkeypatch, batch_documents):
-    """Blobs cut every few documents (as a large bundle is): the same removals as the shuffles make."""
+@pytest.mark.parametrize("batch_documents, spilled", [(1, False), (3, True)], ids=["in-pipeline", "spilled"])
+def test_packed_dedup_stages_equal_the_element_wise_ones_over_many_blobs(monkeypatch, tmp_path, batch_documents, spilled):
+    """Blobs cut every few documents (as a large bundle is), travelling in the pipeline or as files of
+    a spill directory: the same removals as the shuffles make."""
     import beam_jobs.dedup
 
     rng = random.Random(11)
@@ -288,15 +289,19 @@ def test_packed_dedup_stages_equal_the_element_wise_ones_over_many_blobs(monkeyp
             text = "\n".join(lines)
             docs.append(_doc(text, f"g{family}/{rng.randint(0, 10**6):07d}.py"))
     docs += [_doc(docs[0].text, "zz_exact_copy.py"), _doc("   ", "blank.py")]
-    expected = {stage: run_stage(make(False), docs) for stage, make in
-                (("exact", lambda one: ExactDedup(in_one_place=one)), ("near", lambda one: NearDedup(in_one_place=one)))}
+    spill_dir = str(tmp_path) if spilled else None
+    stages = (("exact", lambda one: ExactDedup(in_one_place=one, spill_dir=spill_dir if one else None)),
+              ("near", lambda one: NearDedup(in_one_place=one, spill_dir=spill_dir if one else None)))
+    expected = {stage: run_stage(make(False), docs) for stage, make in stages}
     monkeypatch.setattr(beam_jobs.dedup, "PACKED_BATCH_DOCUMENTS", batch_documents)
-    for stage, make in (("exact", lambda one: ExactDedup(in_one_place=one)), ("near", lambda one: NearDedup(in_one_place=one))):
+    for stage, make in stages:
         kept, rejected = run_stage(make(True), docs)
         want_kept, want_rejected = expected[stage]
         assert [d.source for d in kept] == [d.source for d in want_kept]
         assert [(r.source, r.reason, r.detail) for r in rejected] == [(r.source, r.reason, r.detail) for r in want_rejected]
         assert rejected, stage
+    if spilled:  # one file per blob of both stages, and nothing else
+        assert len(list(tmp_path.glob("*.signals"))) > len(docs) // batch_documents and not list(tmp_path.glob("*.tmp"))
 
 
 def test_settings_from_profile_reject_unknown_keys():
