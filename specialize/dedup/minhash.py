@@ -149,7 +149,7 @@ class _LastText(threading.local):
 
 
 _LAST_TEXT = _LastText()
-_REUSED_TEXT_BYTES = 8 << 20  # a longer text's prefix (8 bytes per byte) is not kept after its call
+_REUSED_TEXT_BYTES = 1 << 20  # a longer text's prefix (8 bytes per byte: 8 MB at this size) is not kept after its call
 
 
 def _bytes_and_prefix(text: str) -> tuple[np.ndarray, np.ndarray]:
