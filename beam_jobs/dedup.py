@@ -116,11 +116,7 @@ class _NearPackingFn(_PackingFn):
         self._hasher = MinHasher(self._config)
 
     def signal(self, document: Document):
-        shingles = self._hasher.shingles(document.text)
-        signature = self._hasher.signature_of_shingles(shingles)
-        if signature is None:  # no words at all: nothing to compare, never a near-duplicate
-            return None
-        return signature, bottom_k_sketch(shingles) if self._with_sketches else None
+        return _signature_and_sketch(self._hasher, document.text, self._with_sketches)
 
     def pack(self, sources, rows):
         signatures = np.stack([signature for signature, _ in rows])
@@ -128,6 +124,15 @@ class _NearPackingFn(_PackingFn):
         if self._with_sketches:
             arrays["sketch"], arrays["sketch_ends"] = ragged([sketch for _, sketch in rows], np.uint32)
         return pack(sources, **arrays)
+
+
+def _signature_and_sketch(hasher: MinHasher, text: str, with_sketch: bool):
+    """(signature, bottom-k sketch or None) of a text; None when it has no words (never a near-duplicate)."""
+    shingles = hasher.shingles(text)
+    signature = hasher.signature_of_shingles(shingles)
+    if signature is None:
+        return None
+    return signature, bottom_k_sketch(shingles) if with_sketch else None
 
 
 def _drop_listed(key, marked: dict, stage: str, reason: str, detail: str):
@@ -252,14 +257,14 @@ class _SignatureFn(beam.DoFn):
         self._hasher = MinHasher(self._config)
 
     def process(self, document: Document):
-        shingles = self._hasher.shingles(document.text)
-        signature = self._hasher.signature_of_shingles(shingles)
-        if signature is None:  # no words at all: nothing to compare, never a near-duplicate
+        measured = _signature_and_sketch(self._hasher, document.text, self._emit_sketches)
+        if measured is None:
             return
+        signature, sketch = measured
         for key in self._hasher.band_keys(signature):
             yield key, document.source
         if self._emit_sketches:
-            yield beam.pvalue.TaggedOutput(self.SKETCHES, (document.source, bottom_k_sketch(shingles)))
+            yield beam.pvalue.TaggedOutput(self.SKETCHES, (document.source, sketch))
 
 
 def _bucket_edges(keyed):

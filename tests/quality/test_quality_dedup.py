@@ -200,18 +200,23 @@ def test_near_dedup_verification_rejects_low_jaccard_candidates(in_one_place):
     assert [r.source for r in rejected] == ["b"]
 
 
+def _edited_families(rng: random.Random, families: int, first_seed: int, lines: int, most_copies: int) -> list:
+    """Families of programs, each copy one edited line away from the previous one: chains, not just stars."""
+    docs = []
+    for family in range(families):
+        text = _program(first_seed + family, lines=lines)
+        for copy in range(rng.randint(1, most_copies)):
+            body = text.split("\n")
+            body[rng.randrange(len(body))] = f"    edited_{copy} = {rng.randint(0, 9)}"
+            text = "\n".join(body)
+            docs.append(_doc(text, f"f{family:02d}/{rng.randint(0, 10**6):07d}.py"))
+    return docs
+
+
 def test_packed_search_equals_the_star_path_on_random_near_duplicates(tmp_path):
     """Many clusters, chains of edits and unrelated documents: both component searches remove the same documents,
     name the same survivors and count the same candidate pairs and clusters."""
-    rng = random.Random(5)
-    docs = []
-    for family in range(15):
-        text = _program(200 + family, lines=40)
-        for copy in range(rng.randint(1, 4)):
-            lines = text.split("\n")
-            lines[rng.randrange(len(lines))] = f"    edited_{copy} = {rng.randint(0, 9)}"
-            text = "\n".join(lines)  # each copy edits the previous one: chains, not just stars
-            docs.append(_doc(text, f"f{family:02d}/{rng.randint(0, 10**6):07d}.py"))
+    docs = _edited_families(random.Random(5), families=15, first_seed=200, lines=40, most_copies=4)
     results = {}
     for in_one_place in (False, True):
         stats_dir = tmp_path / str(in_one_place)
@@ -279,15 +284,7 @@ def test_packed_dedup_stages_equal_the_element_wise_ones_over_many_blobs(monkeyp
     a spill directory: the same removals as the shuffles make."""
     import beam_jobs.dedup
 
-    rng = random.Random(11)
-    docs = []
-    for family in range(6):
-        text = _program(300 + family, lines=30)
-        for copy in range(rng.randint(1, 3)):
-            lines = text.split("\n")
-            lines[rng.randrange(len(lines))] = f"    edited_{copy} = {rng.randint(0, 9)}"
-            text = "\n".join(lines)
-            docs.append(_doc(text, f"g{family}/{rng.randint(0, 10**6):07d}.py"))
+    docs = _edited_families(random.Random(11), families=6, first_seed=300, lines=30, most_copies=3)
     docs += [_doc(docs[0].text, "zz_exact_copy.py"), _doc("   ", "blank.py")]
     spill_dir = str(tmp_path) if spilled else None
     stages = (("exact", lambda one: ExactDedup(in_one_place=one, spill_dir=spill_dir if one else None)),
