@@ -75,7 +75,17 @@ class NgramIndex:
         all_owners = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int32)
         order = np.argsort(all_hashes, kind="stable")
         self.hashes, self.owners = all_hashes[order], all_owners[order]
-        self._may_hold, self._mask = _presence_table(self.hashes)
+        self._presence: tuple[np.ndarray, np.uint64] | None = None  # built where it is used (``_presence_of``)
+
+    def __getstate__(self) -> dict:
+        """Pickled without the presence table: the index travels inside the pipeline graph (Dataflow
+        caps a job at 10 MB), and the table, up to 4 MB, is rebuilt from the hashes in milliseconds."""
+        return {**self.__dict__, "_presence": None}
+
+    def _presence_of(self) -> tuple[np.ndarray, np.uint64]:
+        if self._presence is None:  # two threads may both build it: the same table, one assignment wins
+            self._presence = _presence_table(self.hashes)
+        return self._presence
 
     def summary(self) -> dict[str, dict[str, int]]:
         """{benchmark: {items, too_short}} for the manifest."""
@@ -91,7 +101,8 @@ class NgramIndex:
         grams = ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), self.n)
         # Almost no n-gram of a document is in the index: the presence table rules most out with one
         # lookup each, and only the rest are deduplicated and binary-searched.
-        grams = grams[np.take(self._may_hold, grams & self._mask)]
+        may_hold, mask = self._presence_of()
+        grams = grams[np.take(may_hold, grams & mask)]
         if grams.size == 0:
             return None
         grams = sorted_unique(grams)

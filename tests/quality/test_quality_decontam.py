@@ -73,3 +73,15 @@ def test_min_shared_ngrams_ignores_one_off_enumerations():
     strict = NgramIndex(items, min_shared=3)
     assert strict.check(generic) is None
     assert strict.check("x = 1\n" + humaneval_item("HumanEval/78")).matches == {"humaneval": ["HumanEval/78"]}
+
+
+def test_index_pickles_without_its_presence_table_and_still_matches():
+    import pickle
+
+    item = load_benchmark("humaneval")[0]
+    index = NgramIndex([item])
+    assert index.check(item.text) is not None  # builds the table
+    shipped = pickle.loads(pickle.dumps(index))
+    assert shipped._presence is None and len(pickle.dumps(index)) < index.hashes.nbytes + index.owners.nbytes + 4096
+    assert shipped.check("prefix text " + item.text).matches == index.check(item.text).matches
+    assert shipped.check("an unrelated sentence with more than ten words in it, none of them from the item") is None
