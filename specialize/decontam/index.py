@@ -29,9 +29,14 @@ def normalize_for_overlap(text: str) -> str:
     return _CALCULATOR.sub("", text) if "<<" in text else text
 
 
+def text_gram_hashes(text: str, n: int) -> np.ndarray:
+    """The n-gram hashes of ``text`` in order, repeats included (empty when it has fewer than ``n`` tokens)."""
+    return ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), n)
+
+
 def text_ngrams(text: str, n: int) -> np.ndarray:
     """Unique n-gram hashes of ``text`` (empty when it has fewer than ``n`` tokens)."""
-    return sorted_unique(ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), n))
+    return sorted_unique(text_gram_hashes(text, n))
 
 
 def _presence_table(hashes: np.ndarray) -> tuple[np.ndarray, np.uint64]:
@@ -98,7 +103,7 @@ class NgramIndex:
         """The items ``text`` shares at least one n-gram with, or None when it is clean."""
         if self.hashes.size == 0:
             return None
-        grams = ngram_hashes(whitespace_token_hashes(normalize_for_overlap(text)), self.n)
+        grams = text_gram_hashes(text, self.n)
         # Almost no n-gram of a document is in the index: the presence table rules most out with one
         # lookup each, and only the rest are deduplicated and binary-searched.
         may_hold, mask = self._presence_of()
