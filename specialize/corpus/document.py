@@ -71,10 +71,15 @@ class DocumentKey:
                                   self.meta or None, self.offset)
 
 
+def shared_string(value: str | None) -> str | None:
+    """One string object for a field with a handful of values (domain, language, input, kind) when
+    records are unpickled by the thousand; None stays None."""
+    return None if value is None else sys.intern(value)
+
+
 def _key_from_fields(source, origin, file, record, domain, language, input_name, num_bytes, meta, offset) -> DocumentKey:
-    # Domains, languages and input names take a handful of values: one shared string each.
     return DocumentKey(source, source if origin is None else origin, source if file is None else file, record,
-                       sys.intern(domain), sys.intern(language), sys.intern(input_name), num_bytes,
+                       shared_string(domain), shared_string(language), shared_string(input_name), num_bytes,
                        {} if meta is None else meta, offset)
 
 

@@ -11,11 +11,10 @@ import json
 import logging
 import os
 import string
-import sys
 from dataclasses import dataclass
 from typing import Iterator
 
-from specialize.corpus.document import Document, Rejection
+from specialize.corpus.document import Document, Rejection, shared_string
 from specialize.corpus.normalize import NormalizationError, decode_and_normalize
 from specialize.corpus.outputs import is_remote
 from specialize.corpus.profile import DomainProfile
@@ -58,11 +57,8 @@ class InputFile:
 
 
 def _input_file(path, size, kind, input_name, language, compression) -> InputFile:
-    # Kinds, inputs, languages and compressions take a handful of values: one shared string each.
-    def shared(value):
-        return None if value is None else sys.intern(value)
-
-    return InputFile(path, size, sys.intern(kind), sys.intern(input_name), shared(language), shared(compression))
+    return InputFile(path, size, shared_string(kind), shared_string(input_name), shared_string(language),
+                     shared_string(compression))
 
 
 def file_kind(path: str) -> str:
