@@ -226,6 +226,7 @@ def build_pipeline(
     makes one per build and deletes it after); None keeps them in the pipeline."""
     spec = TokenizerSpec(settings.tokenizer)
     stats_dir = build_stats_dir(settings.output, build_id)
+    local_runner = settings.runner.lower() in LOCAL_RUNNERS
     # The file list travels as listing files, not inside the pipeline graph: a corpus of millions of
     # files would blow past a runner's job-size limit (Dataflow: 10 MB) and slow graph construction.
     # Object-store inputs are listed by the pipeline itself (fileio.MatchAll), so 10^8 objects never
@@ -249,7 +250,7 @@ def build_pipeline(
     # local workers a large plain JSONL or Parquet file is read in parts, so no worker judges a whole
     # dump alone (a distributed runner spreads the records instead, below).
     to_read = files_pc
-    if settings.runner.lower() in LOCAL_RUNNERS and (settings.workers or 1) > 1:
+    if local_runner and (settings.workers or 1) > 1:
         to_read = files_pc | "SplitLargeFiles" >> beam.FlatMap(split_into_parts, first_read_part_bytes(files, settings.workers))
     documents, read_rejected, sizes = (
         to_read
@@ -260,7 +261,7 @@ def build_pipeline(
     # Decided from what was read (decompressed bytes for compressed files), not from sizes on disk;
     # the count and the bytes it came from are in the manifest's stages.sharding.
     num_shards = sizes | "ShardCount" >> ShardCount(settings.num_shards, settings.shard_text_bytes, stats_dir)
-    if settings.runner.lower() not in LOCAL_RUNNERS:
+    if not local_runner:
         # A record file's documents all come out of one DoFn call; spread them over the workers before
         # the expensive stages, so one large dump is not a straggler (Beam's ReadAllFromText does the
         # same). Only on a distributed runner, whose shuffles spill to disk: a local runner holds a
@@ -270,7 +271,6 @@ def build_pipeline(
     # Stages in order (beam_jobs/quality.py): per-document filters on the texts (language, rules,
     # secrets, quality model); then the corpus-wide ones (exact dedup, near dedup, decontamination,
     # up-sampling) measure each text once, fused with the reading, and decide on keys.
-    local_runner = settings.runner.lower() in LOCAL_RUNNERS
     stages = quality_stages(settings.quality, profile, stats_dir, settings.profile or f"{settings.domain} profile",
                             local_runner=local_runner, spill_dir=spill_dir if local_runner else None)
     for label, stage in stages:
@@ -307,7 +307,7 @@ def build_pipeline(
         | "PlanShards" >> PlanShards(files_pc, layout, repo_inputs)
         | "WriteShards" >> WriteShards(profile, settings.domain, spec, settings.output, layout, build_id,
                                        settings.tokenizer_threads, settings.repo_max_bytes if settings.repo_level else None,
-                                       local_workers=settings.workers if settings.runner.lower() in LOCAL_RUNNERS else None)
+                                       local_workers=settings.workers if local_runner else None)
     )
     rejected.append(samples)
     if settings.repo_level:  # after the file-level filters and dedup, as StarCoder2 and Qwen2.5-Coder
