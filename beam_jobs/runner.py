@@ -17,12 +17,7 @@ import apache_beam as beam
 import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs import beam_fixes
 from specialize.corpus import outputs
-
-# Launchers and workers both import this module (the pipeline's DoFns live beside it), so every
-# process that touches s3:// gets one boto3 client per set of options (beam_jobs/beam_fixes.py).
-beam_fixes.apply()
 
 LOCAL_RUNNERS = ("direct", "fnapi")
 RUNNING_MODES = ("auto", "in_memory", "multi_threading", "multi_processing")
