@@ -37,6 +37,7 @@ from beam_jobs.runner import (
     use_options_for_filesystems,
 )
 from beam_jobs.shard_writing import Layout, PlanShards, ShardCount, WriteShards, read_planned, write_documents_file
+from beam_jobs.spilled_plan import SpilledPlan
 from beam_jobs.stage_stats import WriteStageStats
 from beam_jobs.stages import KEPT, REJECTED, DocumentStage, ReportRejections
 from specialize.corpus import outputs
@@ -299,12 +300,15 @@ def build_pipeline(
             decided.append(dropped)
 
     # Second read: the kept texts (and the rejected ones' samples), file by file, into shards.
-    entries = ((keys | "KeptEntries" >> beam.Map(lambda key: (key, None)), *decided) | "Entries" >> beam.Flatten())
+    entries = (keys | "KeptEntries" >> beam.Map(lambda key: (key, None)), *decided)
     layout = keys | "Layout" >> Layout(num_shards)
     repo_inputs = tuple(settings.inputs) if settings.repo_level else None
+    if spill_dir is not None and local_runner:  # the plan waits in files, not in the runner's memory
+        planned = entries | "PlanShards" >> SpilledPlan(files_pc, layout, spill_dir, repo_inputs)
+    else:
+        planned = entries | "Entries" >> beam.Flatten() | "PlanShards" >> PlanShards(files_pc, layout, repo_inputs)
     shards, samples, repo_stats = (
-        entries
-        | "PlanShards" >> PlanShards(files_pc, layout, repo_inputs)
+        planned
         | "WriteShards" >> WriteShards(profile, settings.domain, spec, settings.output, layout, build_id,
                                        settings.tokenizer_threads, settings.repo_max_bytes if settings.repo_level else None,
                                        local_workers=settings.workers if local_runner else None)

@@ -8,6 +8,8 @@
 Only keys cross the shuffle (``GroupByKey`` by shard), and a task holds one batch of text at a time
 (``--repo-level``: the texts of its repositories), so memory does not grow with the corpus; this is
 how datatrove writes too (a task per group of input files, the dedup's ids applied on a second read).
+A local runner, which would hold both shuffles in memory, groups the same plan in spill files instead
+(``beam_jobs/spilled_plan.py``); ``WriteShards`` takes either.
 
 A shard is a group of whole files, chosen by a stable hash of the file's path. A record file (JSONL,
 Parquet) holding more than ``piece_bytes`` of kept text is cut into pieces of consecutive records,
@@ -362,8 +364,8 @@ class _WriteShardFn(beam.DoFn):
                                    f"the first time are gone (e.g. {next(iter(planned))}); build again from unchanging inputs")
 
     def process(self, keyed_pieces, layout: ShardLayout):
-        index, pieces = keyed_pieces
-        pieces = sorted(pieces, key=lambda p: (p.file.path, p.records or (0, 0), p.repository or ""))
+        index, planned = keyed_pieces
+        pieces = sorted(_planned_pieces(planned), key=lambda p: (p.file.path, p.records or (0, 0), p.repository or ""))
         name = shard_name(index, layout.num_shards, self._build_id)
         encoder = _BatchEncoder(self._tokenizer, self.threads_for(layout), self._batch_bytes)
         stats = _ShardStats()
@@ -400,6 +402,14 @@ class _WriteShardFn(beam.DoFn):
         stats_path = outputs.join(build_stats_dir(self._output_dir, self._build_id), name.replace(".arrow", ".json"))
         outputs.write_atomic(stats_path, json.dumps(shard).encode())
         yield shard
+
+
+def _planned_pieces(planned) -> list[Piece]:
+    """A shard's pieces as the plan gave them: Pieces (``PlanShards``), or the files of a local
+    runner's plan that hold them (``beam_jobs.spilled_plan``)."""
+    from beam_jobs.spilled_plan import load_spilled
+
+    return [piece for item in planned for piece in (load_spilled(item) if isinstance(item, str) else (item,))]
 
 
 def _assemble_repository(repository: str, documents: list[Document], max_bytes: int):
