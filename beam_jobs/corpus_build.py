@@ -253,11 +253,11 @@ def build_pipeline(
     to_read = files_pc
     if local_runner and (settings.workers or 1) > 1:
         to_read = files_pc | "SplitLargeFiles" >> beam.FlatMap(split_into_parts, first_read_part_bytes(files, settings.workers))
-    documents, read_rejected, sizes = (
-        to_read
-        | "Spread" >> beam.Reshuffle()
-        | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
-    )
+    if not local_runner or (settings.workers or 1) > 1:
+        # Spread the files over the workers. One local worker reads them where they are listed: the
+        # reshuffle would only hold every file's record in the runner's memory while the first read runs.
+        to_read = to_read | "Spread" >> beam.Reshuffle()
+    documents, read_rejected, sizes = to_read | "ReadSources" >> ReadSources(profile, settings.domain, settings.strict)
     rejected.append(read_rejected)
     # Decided from what was read (decompressed bytes for compressed files), not from sizes on disk;
     # the count and the bytes it came from are in the manifest's stages.sharding.
