@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 import apache_beam as beam
 from apache_beam.io import fileio
 
+from beam_jobs.malloc_arenas import one_malloc_arena
 from beam_jobs.quality import QualityConfig, quality_stages
 from beam_jobs.runner import (
     LOCAL_RUNNERS,
@@ -425,6 +426,7 @@ def run_build(settings: BuildSettings) -> dict:
         spill_dir = None
         if settings.runner.lower() in LOCAL_RUNNERS:  # every local worker sees this machine's temporary directory
             spill_dir = scratch.enter_context(tempfile.TemporaryDirectory(prefix="specialize-signals-"))
+            scratch.enter_context(one_malloc_arena())
         build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id, patterns, instructions, spill_dir)
         result = pipeline.run()
         result.wait_until_finish()

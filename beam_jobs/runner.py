@@ -38,10 +38,10 @@ LOCAL_BYTES_PER_WORKER = 32 << 20
 
 
 #: Peak RSS per byte of input of a build in several local worker processes, kept conservative: the
-#: process tree grew 0.6 MB per MB of text with two workers against 0.1 MB per MB in one (gRPC data
-#: channels and per-process copies; ``benchmarks/corpus_scale.py --workers 2``: 0.75 -> 0.81 GB for
-#: 32 -> 128 MB; 1.5 MB per MB before Beam's finished output streams were released and the shard plan
-#: spilled, 5.1 before dedup signals were packed). Each process holds its own copies, so a machine that
+#: process tree grew 0.3 MB per MB of text with two workers against 0.1 MB per MB in one (gRPC data
+#: channels and per-process copies; ``benchmarks/corpus_scale.py --workers 2``: 0.69 -> 0.72 GB for
+#: 32 -> 128 MB; 1.5 MB per MB before Beam's finished output streams were released, the shard plan
+#: spilled and one malloc arena used, 5.1 before dedup signals were packed). Each process holds its own copies, so a machine that
 #: starts 8 of them grows faster than two did.
 MULTI_PROCESS_RSS_PER_BYTE = 2
 
@@ -49,7 +49,7 @@ MULTI_PROCESS_RSS_PER_BYTE = 2
 def auto_local_workers(input_bytes: int | None, cores: int | None = None, memory_bytes: int | None = None) -> int:
     """How many local worker processes a build of ``input_bytes`` starts: one per 32 MiB of input, at
     most one per core, while the several-process build is expected to fit in half of this machine's
-    memory; beyond that one process, whose memory grows about 5x slower, so a larger build still fits.
+    memory; beyond that one process, whose memory grows about 3x slower, so a larger build still fits.
     ``None`` (object-store inputs: listed only once the pipeline runs, so their size is unknown here):
     one; ``--workers`` sets more."""
     cores = cores or default_workers()
