@@ -2,8 +2,8 @@
 
     files --ReadSources--> documents --(per-document filters)--> documents
           --measure (corpus-wide stages' signals)--> keys --(dedup, decontamination, up-sampling)--> kept keys
-    kept keys --PlanShards--> (shard, pieces of files) --WriteShards: read again, tokenize-->
-          shard-XXXXX-of-YYYYY.arrow + _stats/
+    kept keys --PlanShards (a local runner: SpilledPlan)--> (shard, pieces of files)
+          --WriteShards: read again, tokenize--> shard-XXXXX-of-YYYYY.arrow + _stats/
     every stage's rejections --ReportRejections--> _stats/rejections.json (+ samples)
 
 No shuffle carries a document's text: the texts exist while their file's bundle is judged, and again
@@ -224,8 +224,8 @@ def build_pipeline(
 ) -> None:
     """``instructions``: rendered instruction documents and their rejections (``instruction_documents``),
     joined after the per-document filters, before dedup, decontamination and up-sampling.
-    ``spill_dir``: a local directory for dedup's packed signals on a local runner (``run_build``
-    makes one per build and deletes it after); None keeps them in the pipeline."""
+    ``spill_dir``: a local directory for dedup's packed signals and the shard plan on a local runner
+    (``run_build`` makes one per build and deletes it after); None keeps them in the pipeline."""
     spec = TokenizerSpec(settings.tokenizer)
     stats_dir = build_stats_dir(settings.output, build_id)
     local_runner = settings.runner.lower() in LOCAL_RUNNERS
@@ -425,7 +425,7 @@ def run_build(settings: BuildSettings) -> dict:
     with contextlib.ExitStack() as scratch:
         spill_dir = None
         if settings.runner.lower() in LOCAL_RUNNERS:  # every local worker sees this machine's temporary directory
-            spill_dir = scratch.enter_context(tempfile.TemporaryDirectory(prefix="specialize-signals-"))
+            spill_dir = scratch.enter_context(tempfile.TemporaryDirectory(prefix="specialize-spill-"))
             scratch.enter_context(one_malloc_arena())
         build_pipeline(pipeline, settings, profile, files, discovered_rejections, build_id, patterns, instructions, spill_dir)
         result = pipeline.run()
