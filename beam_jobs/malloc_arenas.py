@@ -1,13 +1,13 @@
 """One glibc malloc arena for a local build's processes.
 
-glibc gives each thread that allocates its own arena (up to 8 per core), and each arena keeps its own
-high-water mark: memory a thread freed stays in that arena's heap, where only that thread's later
-allocations reuse it. A local build's SDK worker runs the per-document stages, Beam's gRPC and state
-threads and the tokenizer's threads; with two worker processes the 4x stdlib build's process tree
-peaked at 0.81 GB with glibc's arenas and 0.72 GB with one (``benchmarks/corpus_scale.py --workers
-2``; growth over the 1x build 64 -> 30 MB), and the build was no slower (15.56 s against 15.48 s on
-torch+transformers: the threads spend their time in tiktoken and numpy, not in malloc; with the
-variable set for a whole benchmark process, raw tiktoken itself ran 7.45 s against about 8.3 s). It is
+glibc gives each thread that allocates an arena of its own (up to 8 per core), and each arena keeps its
+own high-water mark: memory freed in one arena is reused only by the threads attached to it. A local
+build's SDK worker runs the per-document stages, Beam's gRPC and state threads and the tokenizer's
+threads; with two worker processes the 4x stdlib build's process tree peaked at 0.81 GB with glibc's
+arenas and 0.72 GB with one (``benchmarks/corpus_scale.py --workers 2``; growth over the 1x build 64
+-> about 30 MB), and the build was no slower (15.56 s against 15.48 s on torch+transformers: the
+threads spend their time in tiktoken and numpy, not in malloc; with the variable set for a whole
+benchmark process, raw tiktoken itself ran 7.45 s against about 8.3 s). It is
 the ``MALLOC_ARENA_MAX`` setting that JVM and Python services commonly run with for the same reason.
 
 SDK worker processes read it from the environment when they start, so the variable is set while the
