@@ -95,10 +95,11 @@ class _PlanBucketFn(beam.DoFn):
         bucket, paths = bucket_paths
         files, entries = {}, {}
         for path in sorted(paths):
-            for item in load_spilled(path):
-                if os.path.basename(path).startswith("files-"):
-                    files[item.path] = item
-                else:
+            items = load_spilled(path)
+            if os.path.basename(path).startswith("files-"):
+                files.update((item.path, item) for item in items)
+            else:
+                for item in items:
                     entries.setdefault(item[0].file, []).append(item)
         by_shard: dict[int, list] = {}
         for file_path in sorted(entries):
