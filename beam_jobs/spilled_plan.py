@@ -25,6 +25,7 @@ import uuid
 import apache_beam as beam
 
 from beam_jobs.shard_writing import _layout_argument, _pieces, stable_hash
+from specialize.dedup.packed import spill
 
 #: Buckets of the plan: the planning task of one holds 1/64 of the corpus's entries.
 PLAN_BUCKETS = 64
@@ -92,7 +93,7 @@ class _PlanBucketFn(beam.DoFn):
         self._spill_dir = spill_dir
 
     def process(self, bucket_paths, layout, repo_inputs):
-        bucket, paths = bucket_paths
+        _, paths = bucket_paths
         files, entries = {}, {}
         for path in sorted(paths):
             items = load_spilled(path)
@@ -107,9 +108,7 @@ class _PlanBucketFn(beam.DoFn):
             for shard, piece in _pieces((file_path, grouped), layout, repo_inputs):
                 by_shard.setdefault(shard, []).append(piece)
         for shard in sorted(by_shard):
-            path = os.path.join(self._spill_dir, f"plan-{bucket:03d}-{shard:05d}-{uuid.uuid4().hex}.plan")
-            _append(path, by_shard.pop(shard))
-            yield shard, path
+            yield shard, spill(pickle.dumps(by_shard.pop(shard), protocol=pickle.HIGHEST_PROTOCOL), self._spill_dir, ".plan")
 
 
 class SpilledPlan(beam.PTransform):

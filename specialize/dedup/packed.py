@@ -63,9 +63,9 @@ def pack(sources: list[str], **arrays: np.ndarray) -> bytes:
     return pickle.dumps((b"".join(encoded), ends, arrays), protocol=5)
 
 
-def spill(blob: bytes, directory: str) -> str:
+def spill(blob: bytes, directory: str, suffix: str = ".signals") -> str:
     """Write a blob to a new file of ``directory`` (atomically: a retried bundle writes another); its path."""
-    path = os.path.join(directory, f"{uuid.uuid4().hex}.signals")
+    path = os.path.join(directory, f"{uuid.uuid4().hex}{suffix}")
     temporary = path + ".tmp"
     with open(temporary, "wb") as handle:
         handle.write(blob)
